@@ -1,0 +1,1 @@
+"""LM: the VSLNet moment-localization module (model, losses, span inference, metrics)."""

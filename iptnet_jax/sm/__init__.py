@@ -1,0 +1,1 @@
+"""SM: the anchor-free DSNet summarization module (model, labels, losses)."""

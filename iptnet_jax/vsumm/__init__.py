@@ -1,0 +1,1 @@
+"""Video-summarization evaluation protocol (host-side numpy): knapsack, keyshots, NMS, F-score."""
