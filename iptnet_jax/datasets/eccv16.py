@@ -1,0 +1,204 @@
+"""The eccv16 h5 layout (Zhang et al. 2016; DR-DSN / DSNet / VASNet / PGL-SUM all read it).
+
+One top-level group per video (`video_1`, ...), holding (reference_spec.md §2.1):
+
+  features         (T, D) float   one row per subsampled frame ("step")
+  gtscore          (T,)   float   mean user importance per step
+  user_summary     (U, N) 0/1     per-user keyshot summaries (evaluation only; absent in OVP/YouTube)
+  change_points    (S, 2) int     shots [first, last], inclusive frame indices
+  n_frame_per_seg  (S,)   int     shot lengths (knapsack weights)
+  n_frames         ()     int     original frame count N
+  picks            (T,)   int     frame index of each step
+
+Reading validates every field and raises one `DatasetFormatError` that names the file, the video and the
+field. Writing validates first and then writes atomically (temporary file + rename), so a failed write
+never leaves a half-written h5 behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+REQUIRED_FIELDS = ("features", "gtscore", "change_points", "n_frame_per_seg", "n_frames", "picks")
+EVAL_FIELD = "user_summary"
+
+
+class DatasetFormatError(ValueError):
+  """A dataset file whose content does not have the expected layout."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+  """A dataset file that does not exist."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SummVideo:
+  """One summarization video, validated and ready for training or evaluation.
+
+  `gtscore` is already min-max normalised per video, as DSNet's loader does.
+  """
+
+  name: str  # "<h5 file name>/<video key>", unique across files; DSNet's metric rule reads it
+  features: np.ndarray  # (T, D) float32
+  gtscore: np.ndarray  # (T,) float32 in [0, 1]
+  change_points: np.ndarray  # (S, 2) int64, inclusive
+  n_frame_per_seg: np.ndarray  # (S,) int64
+  n_frames: int
+  picks: np.ndarray  # (T,) int64
+  user_summary: np.ndarray | None  # (U, N) bool, None for training-only videos
+
+  @property
+  def num_steps(self) -> int:
+    return int(self.features.shape[0])
+
+
+def _fail(where: str, field: str, expected: str, got) -> DatasetFormatError:
+  return DatasetFormatError(f"{where}: field '{field}': expected {expected}, got {got}")
+
+
+def validate_video_fields(fields: Mapping[str, np.ndarray], where: str, *, require_user_summary: bool) -> None:
+  """Checks one video's raw fields; raises DatasetFormatError naming `where` and the field."""
+  for field in REQUIRED_FIELDS + ((EVAL_FIELD,) if require_user_summary else ()):
+    if field not in fields:
+      raise DatasetFormatError(f"{where}: missing field '{field}' (eccv16 layout needs {', '.join(REQUIRED_FIELDS)}"
+                               f"{' and user_summary' if require_user_summary else ''})")
+  features = np.asarray(fields["features"])
+  if features.ndim != 2 or features.shape[0] == 0 or features.shape[1] == 0:
+    raise _fail(where, "features", "a non-empty (T, D) array", f"shape {features.shape}")
+  if not np.issubdtype(features.dtype, np.number):
+    raise _fail(where, "features", "a numeric array", f"dtype {features.dtype}")
+  if not np.all(np.isfinite(features)):
+    bad = int(np.argmax(~np.isfinite(features).all(axis=1)))
+    raise _fail(where, "features", "finite values", f"NaN/inf (first at step {bad})")
+  num_steps = features.shape[0]
+
+  gtscore = np.asarray(fields["gtscore"])
+  if gtscore.shape != (num_steps,):
+    raise _fail(where, "gtscore", f"shape ({num_steps},) to match features", f"shape {gtscore.shape}")
+  if not np.all(np.isfinite(gtscore)):
+    raise _fail(where, "gtscore", "finite values", "NaN/inf")
+
+  n_frames_arr = np.asarray(fields["n_frames"])
+  if n_frames_arr.size != 1 or not np.issubdtype(n_frames_arr.dtype, np.number):
+    raise _fail(where, "n_frames", "a scalar frame count", f"shape {n_frames_arr.shape}")
+  n_frames = int(n_frames_arr.reshape(()))
+  if n_frames <= 0:
+    raise _fail(where, "n_frames", "a positive frame count", n_frames)
+
+  picks = np.asarray(fields["picks"])
+  if picks.shape != (num_steps,):
+    raise _fail(where, "picks", f"shape ({num_steps},) to match features", f"shape {picks.shape}")
+  if picks[0] < 0 or picks[-1] >= n_frames or np.any(np.diff(picks) <= 0):
+    raise _fail(where, "picks", f"strictly increasing frame indices in [0, {n_frames})",
+                f"range [{picks.min()}, {picks.max()}]")
+
+  cps = np.asarray(fields["change_points"])
+  if cps.ndim != 2 or cps.shape[1] != 2 or cps.shape[0] == 0:
+    raise _fail(where, "change_points", "a non-empty (S, 2) array of [first, last] frames", f"shape {cps.shape}")
+  if np.any(cps[:, 0] > cps[:, 1]) or cps.min() < 0 or cps.max() >= n_frames:
+    raise _fail(where, "change_points", f"shots with 0 <= first <= last < n_frames={n_frames}",
+                f"range [{cps.min()}, {cps.max()}]")
+  nfps = np.asarray(fields["n_frame_per_seg"])
+  if nfps.shape != (cps.shape[0],):
+    raise _fail(where, "n_frame_per_seg", f"shape ({cps.shape[0]},) to match change_points", f"shape {nfps.shape}")
+  if np.any(nfps <= 0):
+    raise _fail(where, "n_frame_per_seg", "positive shot lengths", f"min {nfps.min()}")
+
+  if EVAL_FIELD in fields:
+    user_summary = np.asarray(fields[EVAL_FIELD])
+    if user_summary.ndim != 2 or user_summary.shape[0] == 0 or user_summary.shape[1] == 0:
+      raise _fail(where, EVAL_FIELD, "a non-empty (users, frames) array", f"shape {user_summary.shape}")
+    if not np.all(np.isin(user_summary, (0, 1))):
+      raise _fail(where, EVAL_FIELD, "0/1 entries", "other values")
+
+
+def _normalise_gtscore(gtscore: np.ndarray, where: str) -> np.ndarray:
+  # DSNet: g <- (g - min) / max(g - min). A constant score has no ranking and would divide by zero.
+  shifted = gtscore.astype(np.float32) - gtscore.min()
+  top = shifted.max()
+  if top <= 0:
+    raise _fail(where, "gtscore", "a non-constant score (it is min-max normalised)", "a constant score")
+  return shifted / top
+
+
+def video_from_fields(fields: Mapping[str, np.ndarray], name: str, where: str, *,
+                      require_user_summary: bool) -> SummVideo:
+  """Validates raw fields and builds a SummVideo."""
+  validate_video_fields(fields, where, require_user_summary=require_user_summary)
+  user_summary = fields.get(EVAL_FIELD)
+  return SummVideo(
+      name=name,
+      features=np.asarray(fields["features"], dtype=np.float32),
+      gtscore=_normalise_gtscore(np.asarray(fields["gtscore"]), where),
+      change_points=np.asarray(fields["change_points"], dtype=np.int64),
+      n_frame_per_seg=np.asarray(fields["n_frame_per_seg"], dtype=np.int64),
+      n_frames=int(np.asarray(fields["n_frames"]).reshape(())),
+      picks=np.asarray(fields["picks"], dtype=np.int64),
+      user_summary=None if user_summary is None else np.asarray(user_summary).astype(bool),
+  )
+
+
+def check_h5_exists(h5_path: str | os.PathLike) -> Path:
+  path = Path(h5_path)
+  if not path.is_file():
+    raise DatasetNotFoundError(
+        f"dataset file not found: {path}. The eccv16 *_google_pool5.h5 files are not shipped with this project; "
+        "BUILD.md ('Datasets') says where to get them and where to put them, or use configs/demo.py "
+        "(generated synthetic data).")
+  return path
+
+
+def read_videos(h5_path: str | os.PathLike, video_keys: Iterable[str], *,
+                require_user_summary: bool) -> dict[str, SummVideo]:
+  """Reads and validates `video_keys` from one eccv16 h5 file. Keys map to SummVideo."""
+  path = check_h5_exists(h5_path)
+  videos = {}
+  try:
+    h5 = h5py.File(path, "r")
+  except OSError as e:
+    raise DatasetFormatError(f"{path}: not a readable HDF5 file ({e})") from None
+  with h5:
+    for key in video_keys:
+      where = f"{path} video '{key}'"
+      if key not in h5:
+        raise DatasetFormatError(f"{path}: no video '{key}' (the split file names it; the file has "
+                                 f"{len(h5.keys())} videos, e.g. {sorted(h5.keys())[:3]})")
+      group = h5[key]
+      if not isinstance(group, h5py.Group):
+        raise DatasetFormatError(f"{where}: expected a group of fields, got a dataset")
+      fields = {name: group[name][()] for name in group.keys()}
+      videos[key] = video_from_fields(fields, f"{path.name}/{key}", where, require_user_summary=require_user_summary)
+  return videos
+
+
+def write_eccv16_h5(path: str | os.PathLike, videos: Mapping[str, Mapping[str, np.ndarray]], *,
+                    require_user_summary: bool = True, overwrite: bool = False) -> Path:
+  """Validates every video, then writes them atomically to `path` in the eccv16 layout."""
+  path = Path(path)
+  if path.exists() and not overwrite:
+    raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+  if not videos:
+    raise DatasetFormatError(f"{path}: nothing to write (no videos)")
+  for key, fields in videos.items():
+    validate_video_fields(fields, f"video '{key}' for {path}", require_user_summary=require_user_summary)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+  os.close(fd)
+  try:
+    with h5py.File(tmp_name, "w") as h5:
+      for key, fields in videos.items():
+        group = h5.create_group(key)
+        for name, value in fields.items():
+          group.create_dataset(name, data=np.asarray(value))
+    os.replace(tmp_name, path)
+  except BaseException:
+    Path(tmp_name).unlink(missing_ok=True)
+    raise
+  return path

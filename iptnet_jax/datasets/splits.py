@@ -1,0 +1,104 @@
+"""Split files in the three published formats, resolved to (h5 file, video key) references.
+
+* DSNet yml: a list of {train_keys, test_keys}; keys name their file,
+  `../datasets/eccv16_dataset_tvsum_google_pool5.h5/video_35`.
+* VASNet json: a list of {train_keys, test_keys}; canonical keys are bare (`video_3`), augmented keys name
+  the file without extension, `eccv16_dataset_ovp_google_pool5/video_16`.
+* PGL-SUM json: a list of {train_keys, test_keys} with bare keys.
+
+A key that names a file is looked up in `dataset_dir` by the file's base name, so one split can draw videos
+from several h5 files (canonical, augmented and transfer settings). Bare keys need `default_h5`. An optional
+`val_keys` list (used by the released iPTNet code) is carried through; without it there is no validation set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import yaml
+
+_KEY_LISTS = ("train_keys", "val_keys", "test_keys")
+
+
+class SplitFormatError(ValueError):
+  """A split file that cannot be read as one of the published formats."""
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class VideoRef:
+  """Where one video lives: an h5 file and the video's group key inside it."""
+
+  h5_path: Path
+  video_key: str
+
+  @property
+  def name(self) -> str:
+    """'<h5 file name>/<video key>': unique across files, and DSNet's metric rule reads it."""
+    return f"{self.h5_path.name}/{self.video_key}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  index: int
+  train: tuple[VideoRef, ...]
+  val: tuple[VideoRef, ...]
+  test: tuple[VideoRef, ...]
+
+
+def _resolve_key(key, dataset_dir: Path, default_h5: str | None, where: str) -> VideoRef:
+  if not isinstance(key, str) or not key.strip():
+    raise SplitFormatError(f"{where}: expected a video key string, got {key!r}")
+  head, sep, video_key = key.strip().rpartition("/")
+  if not sep:
+    if not default_h5:
+      raise SplitFormatError(f"{where}: key '{key}' names no h5 file; set the config field data.default_h5 "
+                             "to the file these bare keys refer to")
+    return VideoRef(dataset_dir / default_h5, video_key)
+  file_name = os.path.basename(head)
+  if not file_name.endswith((".h5", ".hdf5")):
+    file_name += ".h5"  # VASNet's augmented keys drop the extension
+  return VideoRef(dataset_dir / file_name, video_key)
+
+
+def load_splits(split_path: str | os.PathLike, dataset_dir: str | os.PathLike, default_h5: str | None = None
+                ) -> list[Split]:
+  """Reads a DSNet yml, VASNet json or PGL-SUM json split file."""
+  split_path = Path(split_path)
+  dataset_dir = Path(dataset_dir)
+  if not split_path.is_file():
+    raise FileNotFoundError(f"split file not found: {split_path}")
+  text = split_path.read_text()
+  try:
+    if split_path.suffix in (".yml", ".yaml"):
+      raw = yaml.safe_load(text)
+    elif split_path.suffix == ".json":
+      raw = json.loads(text)
+    else:
+      raise SplitFormatError(f"{split_path}: expected a .yml, .yaml or .json split file")
+  except (yaml.YAMLError, json.JSONDecodeError) as e:
+    raise SplitFormatError(f"{split_path}: cannot parse ({e})") from None
+  if not isinstance(raw, list) or not raw:
+    raise SplitFormatError(f"{split_path}: expected a non-empty list of splits, got {type(raw).__name__}")
+
+  splits = []
+  for index, entry in enumerate(raw):
+    where = f"{split_path} split {index}"
+    if not isinstance(entry, dict):
+      raise SplitFormatError(f"{where}: expected a mapping with train_keys and test_keys")
+    for required in ("train_keys", "test_keys"):
+      if not isinstance(entry.get(required), list) or not entry[required]:
+        raise SplitFormatError(f"{where}: expected a non-empty list '{required}'")
+    lists = {}
+    for name in _KEY_LISTS:
+      keys = entry.get(name) or []
+      if not isinstance(keys, list):
+        raise SplitFormatError(f"{where}: '{name}' must be a list")
+      lists[name] = tuple(_resolve_key(k, dataset_dir, default_h5, f"{where} {name}") for k in keys)
+    overlap = set(lists["train_keys"]) & set(lists["test_keys"])
+    if overlap:
+      raise SplitFormatError(f"{where}: videos in both train_keys and test_keys: {sorted(r.name for r in overlap)[:3]}")
+    splits.append(Split(index, lists["train_keys"], lists["val_keys"], lists["test_keys"]))
+  return splits
