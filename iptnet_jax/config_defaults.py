@@ -1,0 +1,95 @@
+"""Default configuration trees shared by the files in configs/, and their validation.
+
+configs/*.py import these builders and override fields; a bad value is caught by `check_sm_config` before
+any data is read, with an error naming the config field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import ml_collections
+
+from iptnet_jax.datasets.synthetic_vsumm import SyntheticSpec
+
+TVSUM_BUCKETS = (64, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024)
+
+
+def sm_config() -> ml_collections.ConfigDict:
+  """SM alone (DSNet anchor-free; the paper's iPTNet-L ablation) on eccv16 h5 files."""
+  config = ml_collections.ConfigDict()
+  config.task = "sm"
+  config.seed = 12345
+  config.init_from = ""  # reserved for porting upstream checkpoints
+
+  config.data = ml_collections.ConfigDict()
+  config.data.source = "h5"  # "h5": eccv16 files in dataset_dir; "synthetic": generated into the workdir
+  config.data.dataset_dir = "datasets"
+  config.data.split_file = "../shared/data/vsumm/splits/dsnet/tvsum.yml"
+  config.data.default_h5 = "eccv16_dataset_tvsum_google_pool5.h5"  # for split files with bare keys
+  config.data.splits = "all"  # or comma-separated split indices, e.g. "0,3"
+  config.data.buckets = TVSUM_BUCKETS
+  config.data.synthetic = ml_collections.ConfigDict(dataclasses.asdict(SyntheticSpec()))
+
+  config.model = ml_collections.ConfigDict()
+  config.model.num_hidden = 128
+  config.model.num_heads = 8
+  config.model.attention_dim = 1024
+  config.model.dropout_rate = 0.5
+
+  config.train = ml_collections.ConfigDict()
+  config.train.epochs = 300
+  config.train.batch_size = 1  # videos per step; DSNet uses 1
+  config.train.lr = 5e-5  # DSNet's default for the SM alone
+  config.train.weight_decay = 1e-5  # coupled L2, as torch.optim.Adam(weight_decay=...)
+  config.train.lambda_reg = 1.0
+  config.train.lambda_ctr = 1.0
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.nms_thresh = 0.4  # anchor-free DSNet
+  config.eval.proportion = 0.15
+  config.eval.metric = "auto"  # "auto": DSNet's rule ('avg' if 'tvsum' in the key, else 'max'), or avg / max
+  config.eval.batch_size = 8
+  config.eval.random_seeds = 20  # seeds for the random-score floor in the final table
+  return config
+
+
+class ConfigError(ValueError):
+  """A configuration value outside its allowed range."""
+
+
+def _require(ok: bool, field: str, value, expected: str) -> None:
+  if not ok:
+    raise ConfigError(f"config.{field}={value!r}: expected {expected}")
+
+
+def parse_split_selection(selection: str, num_splits: int) -> list[int]:
+  if selection in ("all", ""):
+    return list(range(num_splits))
+  try:
+    indices = [int(part) for part in str(selection).split(",")]
+  except ValueError:
+    raise ConfigError(f"config.data.splits={selection!r}: expected 'all' or comma-separated split indices") from None
+  bad = [i for i in indices if not 0 <= i < num_splits]
+  _require(not bad, "data.splits", selection, f"indices in [0, {num_splits}) (the split file has {num_splits})")
+  return indices
+
+
+def check_sm_config(config: ml_collections.ConfigDict) -> None:
+  _require(config.data.source in ("h5", "synthetic"), "data.source", config.data.source, "'h5' or 'synthetic'")
+  buckets = tuple(config.data.buckets)
+  _require(bool(buckets) and all(b > 0 for b in buckets) and all(a < b for a, b in zip(buckets, buckets[1:])),
+           "data.buckets", buckets, "positive, strictly increasing lengths")
+  _require(config.model.num_hidden > 0, "model.num_hidden", config.model.num_hidden, "a positive width")
+  _require(config.model.num_heads > 0 and config.model.attention_dim % config.model.num_heads == 0,
+           "model.attention_dim", config.model.attention_dim, f"a multiple of model.num_heads={config.model.num_heads}")
+  _require(0 <= config.model.dropout_rate < 1, "model.dropout_rate", config.model.dropout_rate, "a rate in [0, 1)")
+  _require(config.train.epochs >= 1, "train.epochs", config.train.epochs, "at least 1")
+  _require(config.train.batch_size >= 1, "train.batch_size", config.train.batch_size, "at least 1")
+  _require(config.train.lr > 0, "train.lr", config.train.lr, "a positive learning rate")
+  _require(config.train.weight_decay >= 0, "train.weight_decay", config.train.weight_decay, "non-negative")
+  _require(0 < config.eval.nms_thresh <= 1, "eval.nms_thresh", config.eval.nms_thresh, "a threshold in (0, 1]")
+  _require(0 < config.eval.proportion < 1, "eval.proportion", config.eval.proportion, "a fraction in (0, 1)")
+  _require(config.eval.metric in ("auto", "avg", "max"), "eval.metric", config.eval.metric, "'auto', 'avg' or 'max'")
+  _require(config.eval.batch_size >= 1, "eval.batch_size", config.eval.batch_size, "at least 1")
+  _require(config.eval.random_seeds >= 0, "eval.random_seeds", config.eval.random_seeds, "non-negative")

@@ -1,0 +1,26 @@
+"""Command line: python -m iptnet_jax.main --config=configs/demo.py --workdir=runs/demo
+
+This file is kept thin on purpose; everything it does is in `iptnet_jax.train.train_and_evaluate`,
+which tests and notebooks call directly.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from iptnet_jax import train
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", "runs/default", "Folder for metrics, checkpoints and generated data.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)
+  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["config"])
+  app.run(main)
