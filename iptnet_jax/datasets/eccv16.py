@@ -197,6 +197,7 @@ def write_eccv16_h5(path: str | os.PathLike, videos: Mapping[str, Mapping[str, n
         group = h5.create_group(key)
         for name, value in fields.items():
           group.create_dataset(name, data=np.asarray(value))
+    os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; a dataset file is meant to be shared
     os.replace(tmp_name, path)
   except BaseException:
     Path(tmp_name).unlink(missing_ok=True)

@@ -1,0 +1,71 @@
+"""SM inference on padded batches and the F-score of a set of videos.
+
+The network runs jitted on padded batches; each video's outputs are then cut back to its own length and
+scored on the host with the exact DSNet protocol (iptnet_jax.vsumm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import jax
+import numpy as np
+
+from iptnet_jax.datasets import eccv16, summarization
+from iptnet_jax.sm import model as sm_model
+from iptnet_jax.vsumm import evaluate as vsumm_eval
+from iptnet_jax.vsumm import fscore
+
+PredictFn = Callable[[object, jax.Array, jax.Array], dict]
+
+
+def make_predict_fn(model: sm_model.DSNetAF) -> PredictFn:
+  """jitted (params, features, mask) -> {cls_prob, offsets, ctr_prob}, dropout off."""
+
+  def predict(params, features, mask):
+    outputs = model.apply({"params": params}, features, mask, deterministic=True)
+    return sm_model.predictions(outputs)
+
+  return jax.jit(predict)
+
+
+def predict_videos(predict_fn: PredictFn, params, videos: Sequence[eccv16.SummVideo], batch_size: int,
+                   buckets: Sequence[int]) -> dict[str, dict[str, np.ndarray]]:
+  """Per-video host arrays {cls_prob (T,), offsets (T, 2), ctr_prob (T,)} keyed by video name."""
+  results = {}
+  for batch in summarization.iterate_batches(videos, batch_size, buckets, with_labels=False):
+    outputs = jax.device_get(predict_fn(params, batch["features"], batch["mask"]))
+    for row, name in enumerate(batch["names"]):
+      length = int(batch["mask"][row].sum())
+      results[name] = {k: np.asarray(v[row, :length]) for k, v in outputs.items()}
+  return results
+
+
+def resolve_eval_metric(video: eccv16.SummVideo, metric: str) -> str:
+  """'avg' / 'max' as configured, or DSNet's rule on the video name for 'auto'."""
+  return fscore.eval_metric_for_key(video.name) if metric == "auto" else metric
+
+
+def video_fscores(videos: Sequence[eccv16.SummVideo], preds: dict[str, dict[str, np.ndarray]], *,
+                  nms_thresh: float, proportion: float, metric: str) -> dict[str, float]:
+  scores = {}
+  for video in videos:
+    p = preds[video.name]
+    summary = vsumm_eval.predict_summary_af(
+        p["cls_prob"], p["offsets"], p["ctr_prob"], video.change_points, video.n_frames,
+        video.n_frame_per_seg, video.picks, nms_thresh=nms_thresh, proportion=proportion)
+    scores[video.name] = fscore.summary_fscore(summary, video.user_summary, resolve_eval_metric(video, metric))
+  return scores
+
+
+def random_floor(videos: Sequence[eccv16.SummVideo], *, num_seeds: int, metric: str, seed: int = 0
+                 ) -> tuple[float, float]:
+  """(mean, std over seeds) of the split-mean F1 of uniform random step scores on the same shots."""
+  rng = np.random.default_rng(seed)
+  per_seed = []
+  for _ in range(num_seeds):
+    per_seed.append(np.mean([
+        vsumm_eval.random_score_fscore(v.change_points, v.n_frames, v.n_frame_per_seg, v.picks, v.user_summary,
+                                       resolve_eval_metric(v, metric), rng)
+        for v in videos]))
+  return float(np.mean(per_seed)), float(np.std(per_seed))

@@ -1,0 +1,99 @@
+"""End to end: SM-only training through train_and_evaluate and the command line."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from iptnet_jax import config_defaults, train
+from iptnet_jax.checkpoint import BestCheckpoint
+from iptnet_jax.sm import train as sm_train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_config(name: str, arg: str | None = None):
+  spec = importlib.util.spec_from_file_location(f"config_{name}", REPO / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+@pytest.mark.slow
+def test_smoke_run_trains_logs_and_keeps_the_best_checkpoint(tmp_path):
+  config = load_config("demo", "smoke")
+  result = train.train_and_evaluate(config, tmp_path)
+
+  assert [s["index"] for s in result["splits"]] == [0, 1]
+  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [(r["split"], r["epoch"]) for r in records] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+  for split in result["splits"]:
+    epochs = [r for r in records if r["split"] == split["index"]]
+    assert split["test_f1"] == max(r["test_f1"] for r in epochs)  # DSNet convention: best test epoch
+    assert 0 <= split["test_f1"] <= 1 and np.isfinite(split["random_f1"])
+  assert json.loads((tmp_path / "results.json").read_text())["synthetic"] is True
+
+  # The kept checkpoint restores into the model's parameter structure.
+  model = sm_train.make_model(config)
+  abstract = jax.eval_shape(lambda: sm_train.init_params(model, jax.random.key(0),
+                                                          config.data.synthetic.feature_dim))
+  best = BestCheckpoint(tmp_path / "checkpoints" / "split_0")
+  params, metadata = best.restore(abstract)
+  best.close()
+  assert metadata["epoch"] == result["splits"][0]["selected_epoch"]
+  assert jax.tree.structure(params) == jax.tree.structure(abstract)
+
+
+def test_training_step_reduces_the_loss_on_a_fixed_batch(tmp_path):
+  from iptnet_jax.datasets import eccv16, summarization, synthetic_vsumm
+  spec = synthetic_vsumm.SyntheticSpec(num_videos=5, feature_dim=16, min_steps=40, max_steps=48, num_users=3)
+  h5_path, _ = synthetic_vsumm.write_synthetic_dataset(tmp_path, spec)
+  loaded = eccv16.read_videos(h5_path, [f"video_{i}" for i in range(1, 6)], require_user_summary=True)
+  examples = summarization.training_examples(loaded.values())
+  batch = summarization.device_fields(summarization.make_batch(examples[:4], 4, (48,), with_labels=True))
+  config = config_defaults.sm_config()
+  config.model.attention_dim, config.model.num_hidden, config.model.dropout_rate = 16, 16, 0.0
+  model = sm_train.make_model(config)
+  tx = sm_train.make_optimizer(1e-2, 0.0)
+  params = sm_train.init_params(model, jax.random.key(0), 16)
+  state = sm_train.TrainState(step=jax.numpy.zeros((), jax.numpy.int32), params=params, opt_state=tx.init(params),
+                              rng=jax.random.key(1))
+  step = sm_train.make_train_step(model, tx, 1.0, 1.0)
+  losses = []
+  for _ in range(15):
+    state, metrics = step(state, batch)
+    losses.append(float(metrics["total"]))
+  assert losses[-1] < 0.7 * losses[0]
+  assert int(state.step) == 15
+
+
+def _run_main(*args, cwd=REPO):
+  return subprocess.run([sys.executable, "-m", "iptnet_jax.main", *args], cwd=cwd, capture_output=True, text=True,
+                        timeout=300)
+
+
+def test_missing_h5_is_one_clear_error_and_leaves_no_workdir(tmp_path):
+  split = tmp_path / "split.yml"
+  split.write_text("- train_keys: [video_1]\n  test_keys: [video_2]\n")
+  workdir = tmp_path / "run"
+  result = _run_main("--config=configs/tvsum.py", f"--workdir={workdir}",
+                     f"--config.data.dataset_dir={tmp_path / 'nowhere'}", f"--config.data.split_file={split}")
+  assert result.returncode != 0
+  assert "eccv16_dataset_tvsum_google_pool5.h5" in result.stderr and "BUILD.md" in result.stderr
+  assert "Traceback" not in result.stderr
+  assert not workdir.exists()
+
+
+@pytest.mark.parametrize("override, field", [
+    ("--config.train.epochs=0", "train.epochs"),
+    ("--config.eval.metric=median", "eval.metric"),
+    ("--config.data.splits=7", "data.splits"),
+])
+def test_bad_config_values_name_the_field(tmp_path, override, field):
+  result = _run_main("--config=configs/demo.py:smoke", f"--workdir={tmp_path}", override)
+  assert result.returncode != 0 and f"config.{field}" in result.stderr and "Traceback" not in result.stderr
