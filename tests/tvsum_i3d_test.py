@@ -1,0 +1,244 @@
+"""TVSum-I3D builder: a hand-checked tiny video, generated videos and source files, and (when the shared data
+folder is present) a build of three real videos."""
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from iptnet_jax.datasets import eccv16, tvsum_i3d
+
+N_USERS = 20
+
+
+def _segment_of_frame(n_frames, fps, n_steps):
+  return np.minimum((np.arange(n_frames) / (2 * fps)).astype(int), n_steps - 1)
+
+
+def _fake_video(rng, index, n_steps=36, fps=5.0, tail=7, dim=12):
+  """A video whose user scores are constant per 2-s segment (as TVSum's) and whose features change in blocks."""
+  n_frames = int(2 * fps * n_steps) + tail
+  segment_scores = rng.integers(1, 6, size=(N_USERS, n_steps)).astype(float)
+  user_anno = segment_scores[:, _segment_of_frame(n_frames, fps, n_steps)]
+  block = np.repeat(rng.random((n_steps // 3 + 1, dim)), 3, axis=0)[:n_steps]
+  rgb = block + 0.05 * rng.random((n_steps, dim))
+  flow = rng.random((n_steps, dim))
+  return tvsum_i3d.TvsumVideo(f"video_{index}", f"yt{index:09d}", fps, n_frames, user_anno, rgb, flow,
+                              umt_anno=segment_scores.T.copy())
+
+
+def _fake_videos(n=3):
+  rng = np.random.default_rng(0)
+  return [_fake_video(rng, i + 1, n_steps=30 + 4 * i, tail=3 * i) for i in range(n)]
+
+
+def test_hand_checked_video_with_uniform_shots():
+  # fps 1: 2 frames per segment, 20 segments, 40 frames. Uniform shots = the 20 segments (2 frames each);
+  # knapsack capacity int(0.15 * 40) = 6 frames = the 3 best segments of each user.
+  n_steps, n_frames = 20, 40
+  segment_scores = np.ones((3, n_steps))
+  segment_scores[0, [1, 7, 12]] = 5
+  segment_scores[1, [0, 1, 2]] = 4
+  segment_scores[2, [17, 18, 19]] = 3
+  user_anno = np.repeat(segment_scores, 2, axis=1)
+  rgb = np.random.default_rng(1).random((n_steps, 4))
+  video = tvsum_i3d.TvsumVideo("video_1", "abc", 1.0, n_frames, user_anno, rgb)
+  fields, stats = tvsum_i3d.build_video_fields(video, shots="uniform")
+
+  np.testing.assert_array_equal(fields["picks"], np.arange(0, 40, 2))
+  np.testing.assert_array_equal(fields["change_points"], np.stack([np.arange(0, 40, 2), np.arange(1, 40, 2)], 1))
+  np.testing.assert_allclose(fields["gtscore"], segment_scores.mean(axis=0))
+  expected = np.zeros((3, n_frames))
+  expected[0, [2, 3, 14, 15, 24, 25]] = 1
+  expected[1, 0:6] = 1
+  expected[2, 34:40] = 1
+  np.testing.assert_array_equal(fields["user_summary"], expected)
+  np.testing.assert_allclose(stats.summary_fraction, 0.15)
+  assert fields["features"].dtype == np.float32 and fields["features"].shape == (20, 4)
+  assert fields["video_name"] == b"abc" and int(fields["n_steps"]) == 20
+
+
+def test_sampling_helpers_match_tvsum_frame_rates():
+  fps = 30000 / 1001  # 29.97
+  np.testing.assert_array_equal(tvsum_i3d.segment_start_frames(3, fps), [0, 60, 120])  # ceil(59.94), ceil(119.88)
+  np.testing.assert_array_equal(tvsum_i3d.segment_mid_frames(3, fps), [29, 89, 149])  # floor(29.97), ...
+  np.testing.assert_array_equal(tvsum_i3d.segment_start_frames(3, 25.0), [0, 50, 100])
+  assert tvsum_i3d.num_segments(10597, fps) == 176  # official video_1
+  assert tvsum_i3d.num_segments(100, 25.0) == 2 and tvsum_i3d.num_segments(99, 25.0) == 1
+
+
+@pytest.mark.parametrize("features,dim", [("rgb", 12), ("rgb+flow", 24)])
+def test_build_from_arrays_on_generated_videos(features, dim):
+  videos = _fake_videos()
+  fields, stats = tvsum_i3d.build_from_arrays(videos, features=features, shots="kts", frames_per_shot=20)
+  assert list(fields) == ["video_1", "video_2", "video_3"]
+  for video, stat in zip(videos, stats):
+    f = fields[video.h5_key]
+    n_steps = tvsum_i3d.num_segments(video.n_frames, video.fps)
+    assert f["features"].shape == (n_steps, dim)
+    assert f["user_summary"].shape == (N_USERS, video.n_frames)
+    cps = f["change_points"]
+    assert len(cps) == -(-video.n_frames // 20)
+    coverage = np.zeros(video.n_frames, dtype=int)
+    for first, last in cps:
+      coverage[first:last + 1] += 1
+    np.testing.assert_array_equal(coverage, 1)
+    assert set(cps[1:, 0]) <= set(f["picks"])
+    assert np.all((0.10 <= stat.summary_fraction) & (stat.summary_fraction <= 0.15))
+    np.testing.assert_allclose(f["gtscore"], video.umt_anno.mean(axis=1), rtol=1e-6)
+    eccv16.validate_video_fields(f, video.h5_key, require_user_summary=True)
+
+
+def test_uniform_and_penalised_kts_shots():
+  videos = _fake_videos(1)
+  fields, _ = tvsum_i3d.build_from_arrays(videos, shots="uniform")
+  f = fields["video_1"]
+  assert len(f["change_points"]) == len(f["picks"])
+  fields, _ = tvsum_i3d.build_from_arrays(videos, shots="kts-auto", vmax=0.05)
+  assert len(fields["video_1"]["change_points"]) > 1
+
+
+def test_builder_rejects_inconsistent_inputs():
+  rng = np.random.default_rng(2)
+  good = _fake_video(rng, 1)
+  short = tvsum_i3d.TvsumVideo(good.h5_key, good.video_id, good.fps, good.n_frames, good.user_anno, good.rgb[:-1])
+  with pytest.raises(tvsum_i3d.TvsumI3dError, match=r"video_1 .*rgb features: expected 36 rows"):
+    tvsum_i3d.build_video_fields(short)
+  shifted = tvsum_i3d.TvsumVideo(good.h5_key, good.video_id, good.fps, good.n_frames, good.user_anno, good.rgb,
+                                 umt_anno=np.roll(good.umt_anno, 1, axis=0))
+  with pytest.raises(tvsum_i3d.TvsumI3dError, match="midpoints"):
+    tvsum_i3d.build_video_fields(shifted, frames_per_shot=20)
+  no_flow = tvsum_i3d.TvsumVideo(good.h5_key, good.video_id, good.fps, good.n_frames, good.user_anno, good.rgb)
+  with pytest.raises(tvsum_i3d.TvsumI3dError, match="flow stream"):
+    tvsum_i3d.build_video_fields(no_flow, features="rgb+flow")
+  with pytest.raises(tvsum_i3d.TvsumI3dError, match="user_anno"):
+    tvsum_i3d.build_video_fields(tvsum_i3d.TvsumVideo("video_1", "x", good.fps, good.n_frames + 1, good.user_anno,
+                                                      good.rgb))
+  # One shot for the whole video: nothing fits in 15 %, so the user summaries would be empty.
+  with pytest.raises(tvsum_i3d.TvsumI3dError, match="10-15 %"):
+    tvsum_i3d.build_video_fields(good, frames_per_shot=10**6)
+  with pytest.raises(tvsum_i3d.TvsumI3dError, match="duplicate"):
+    tvsum_i3d.build_from_arrays([good, good], frames_per_shot=20)
+
+
+# ------------------------------------------------------------------------------ generated source files
+
+
+def _write_mat(path, videos):
+  """A MATLAB v7.3-like file: struct fields as (N, 1) object references, strings as uint16 code units."""
+  ref_dtype = h5py.special_dtype(ref=h5py.Reference)
+  with h5py.File(path, "w") as h5:
+    refs = h5.create_group("#refs#")
+    table = h5.create_group("tvsum50")
+    columns = {
+        "video": [np.array([ord(c) for c in v.video_id], dtype=np.uint16)[:, None] for v in videos],
+        "nframes": [np.array([[float(v.n_frames)]]) for v in videos],
+        "user_anno": [v.user_anno for v in videos],
+    }
+    for name, values in columns.items():
+      column = table.create_dataset(name, (len(videos), 1), dtype=ref_dtype)
+      for i, value in enumerate(values):
+        column[i, 0] = refs.create_dataset(f"{name}_{i}", data=value).ref
+
+
+def _write_shared(root: Path, videos):
+  ann = root / "vsumm" / "annotations"
+  feat = root / "features" / "tvsum" / "video_features"
+  ann.mkdir(parents=True)
+  feat.mkdir(parents=True)
+  _write_mat(ann / "ydata-tvsum50.mat", videos)
+  with open(ann / "tvsum50_info.tsv", "w", newline="") as f:
+    writer = csv.writer(f, delimiter="\t")
+    writer.writerow(["h5_key", "video_id", "category", "title", "length_sec", "nframes"])
+    for v in videos:
+      writer.writerow([v.h5_key, v.video_id, "VT", "a title", v.n_frames / v.fps, v.n_frames])
+  anno = {v.video_id: {"fps": v.fps, "frames": str(v.n_frames), "domain": "VT", "anno": v.umt_anno.tolist()}
+          for v in videos}
+  (root / "features" / "tvsum" / "tvsum_anno.json").write_text(json.dumps(anno))
+  for v in videos:
+    np.save(feat / f"{v.video_id}_rgb.npy", v.rgb)
+    np.save(feat / f"{v.video_id}_opt.npy", v.flow)
+
+
+def test_build_dataset_from_generated_source_files(tmp_path):
+  videos = _fake_videos()
+  _write_shared(tmp_path / "shared", videos)
+  out_path, stats = tvsum_i3d.build_dataset(tmp_path / "shared", tmp_path / "out", features="rgb+flow",
+                                            frames_per_shot=20, log=None)
+  assert out_path.name == "eccv16_dataset_tvsum_i3d_rgbflow_kts.h5"
+  read = eccv16.read_videos(out_path, ["video_1", "video_2", "video_3"], require_user_summary=True)
+  expected, _ = tvsum_i3d.build_from_arrays(videos, features="rgb+flow", frames_per_shot=20)
+  for key, video in read.items():
+    np.testing.assert_array_equal(video.features, expected[key]["features"])
+    np.testing.assert_array_equal(video.user_summary, expected[key]["user_summary"].astype(bool))
+    np.testing.assert_array_equal(video.change_points, expected[key]["change_points"])
+  with h5py.File(out_path, "r") as h5:
+    info = json.loads(h5.attrs["BUILD_INFO"])
+  assert info["features"] == "rgb+flow" and info["frames_per_shot"] == 20
+  assert info["videos"] == ["video_1", "video_2", "video_3"]
+  assert len(info["sources_sha256"]) == 3 + 2 * 3
+  assert sorted(p.name for p in out_path.parent.iterdir()) == [out_path.name]  # no staging file left
+  with pytest.raises(FileExistsError, match="overwrite"):
+    tvsum_i3d.build_dataset(tmp_path / "shared", tmp_path / "out", features="rgb+flow", log=None)
+
+
+def test_cli_builds_a_subset_and_reports_errors(tmp_path, capsys):
+  videos = _fake_videos()
+  _write_shared(tmp_path / "shared", videos)
+  argv = ["--shared", str(tmp_path / "shared"), "--out", str(tmp_path / "out"), "--shots", "uniform",
+          "--videos", "video_3,video_1"]
+  assert tvsum_i3d.main(argv) == 0
+  printed = capsys.readouterr().out
+  assert "video_3" in printed and "2 videos ->" in printed
+  with h5py.File(tmp_path / "out" / "eccv16_dataset_tvsum_i3d_rgb_uniform.h5", "r") as h5:
+    assert sorted(h5.keys()) == ["video_1", "video_3"]
+  assert tvsum_i3d.main(argv) == 1  # exists, no --overwrite
+  assert "exists" in capsys.readouterr().err
+  assert tvsum_i3d.main(argv[:4] + ["--videos", "video_9"]) == 1
+  assert "unknown video keys" in capsys.readouterr().err
+
+
+def test_readers_cross_check_sources(tmp_path):
+  videos = _fake_videos(2)
+  _write_shared(tmp_path, videos)
+  info = tmp_path / "vsumm" / "annotations" / "tvsum50_info.tsv"
+  info.write_text(info.read_text().replace(videos[1].video_id, "someoneelse"))
+  with pytest.raises(tvsum_i3d.TvsumI3dError, match="video_2: .*someoneelse"):
+    tvsum_i3d.load_videos(tmp_path)
+  with pytest.raises(FileNotFoundError, match="shared data folder"):
+    tvsum_i3d.load_videos(tmp_path / "nowhere")
+
+
+# ------------------------------------------------------------------------------ real data
+
+
+def _shared_data_dir() -> Path:
+  env = os.environ.get("IPTNET_SHARED_DATA")
+  return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+SHARED = _shared_data_dir()
+needs_shared = pytest.mark.skipif(not (SHARED / tvsum_i3d.MAT_RELPATH).is_file(),
+                                  reason=f"shared TVSum data not found at {SHARED} (set IPTNET_SHARED_DATA)")
+
+
+@needs_shared
+def test_real_videos_build_with_kts(tmp_path):
+  keys = ["video_1", "video_21", "video_38"]  # T = 176, 323 (longest), 49 (shortest)
+  out_path, stats = tvsum_i3d.build_dataset(SHARED, tmp_path, keys=keys, log=None)
+  assert [s.n_steps for s in stats] == [176, 323, 49]
+  read = eccv16.read_videos(out_path, keys, require_user_summary=True)
+  for key, stat in zip(keys, stats):
+    video = read[key]
+    assert video.features.shape == (stat.n_steps, 1024)
+    assert video.user_summary.shape == (20, stat.n_frames)
+    assert len(video.change_points) == -(-stat.n_frames // 150)
+    assert video.change_points[0, 0] == 0 and video.change_points[-1, 1] == stat.n_frames - 1
+    np.testing.assert_array_equal(video.change_points[1:, 0], video.change_points[:-1, 1] + 1)
+    fraction = video.user_summary.mean(axis=1)
+    assert np.all((fraction >= 0.10) & (fraction <= 0.15)), (key, fraction)
+  assert read["video_1"].n_frames == 10597
