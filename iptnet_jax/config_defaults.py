@@ -46,6 +46,7 @@ def sm_config() -> ml_collections.ConfigDict:
   config.train.lambda_ctr = 1.0
 
   config.eval = ml_collections.ConfigDict()
+  config.eval.protocol = "fscore"  # "fscore": keyshot F1 (DSNet); "top5_map": highlight detection (UMT)
   config.eval.nms_thresh = 0.4  # anchor-free DSNet
   config.eval.proportion = 0.15
   config.eval.metric = "auto"  # "auto": DSNet's rule ('avg' if 'tvsum' in the key, else 'max'), or avg / max
@@ -90,6 +91,8 @@ def check_sm_config(config: ml_collections.ConfigDict) -> None:
   _require(config.train.weight_decay >= 0, "train.weight_decay", config.train.weight_decay, "non-negative")
   _require(0 < config.eval.nms_thresh <= 1, "eval.nms_thresh", config.eval.nms_thresh, "a threshold in (0, 1]")
   _require(0 < config.eval.proportion < 1, "eval.proportion", config.eval.proportion, "a fraction in (0, 1)")
+  _require(config.eval.protocol in ("fscore", "top5_map"), "eval.protocol", config.eval.protocol,
+           "'fscore' or 'top5_map'")
   _require(config.eval.metric in ("auto", "avg", "max"), "eval.metric", config.eval.metric, "'auto', 'avg' or 'max'")
   _require(config.eval.batch_size >= 1, "eval.batch_size", config.eval.batch_size, "at least 1")
   _require(config.eval.random_seeds >= 0, "eval.random_seeds", config.eval.random_seeds, "non-negative")

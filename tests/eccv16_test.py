@@ -37,6 +37,7 @@ def test_round_trip_and_normalisation(tmp_path):
   np.testing.assert_allclose(video.gtscore, (g - g.min()) / (g - g.min()).max(), rtol=1e-6)
   assert video.gtscore.min() == 0 and video.gtscore.max() == 1
   assert video.user_summary.dtype == bool and video.n_frames == 150 and video.name == "d.h5/video_1"
+  assert video.user_scores is None  # optional: only the TVSum-I3D builder writes it
 
 
 @pytest.mark.parametrize("mutate, message", [
@@ -51,6 +52,7 @@ def test_round_trip_and_normalisation(tmp_path):
     (lambda f: f.update(n_frame_per_seg=np.array([60, 60])), "field 'n_frame_per_seg'"),
     (lambda f: f.update(gtscore=np.full(10, 3.0)), "constant score"),
     (lambda f: f.update(user_summary=np.full((2, 150), 2)), "field 'user_summary': expected 0/1"),
+    (lambda f: f.update(user_scores=np.ones((9, 20))), "field 'user_scores': expected shape \\(10, users\\)"),
 ])
 def test_malformed_video_names_file_video_and_field(tmp_path, mutate, message):
   fields = _fields()

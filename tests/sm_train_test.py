@@ -34,8 +34,8 @@ def test_smoke_run_trains_logs_and_keeps_the_best_checkpoint(tmp_path):
   assert [(r["split"], r["epoch"]) for r in records] == [(0, 1), (0, 2), (1, 1), (1, 2)]
   for split in result["splits"]:
     epochs = [r for r in records if r["split"] == split["index"]]
-    assert split["test_f1"] == max(r["test_f1"] for r in epochs)  # DSNet convention: best test epoch
-    assert 0 <= split["test_f1"] <= 1 and np.isfinite(split["random_f1"])
+    assert split["test_score"] == max(r["test_score"] for r in epochs)  # DSNet convention: best test epoch
+    assert 0 <= split["test_score"] <= 1 and np.isfinite(split["random_score"])
   assert json.loads((tmp_path / "results.json").read_text())["synthetic"] is True
 
   # The kept checkpoint restores into the model's parameter structure.

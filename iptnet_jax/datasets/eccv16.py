@@ -9,6 +9,8 @@ One top-level group per video (`video_1`, ...), holding (reference_spec.md §2.1
   n_frame_per_seg  (S,)   int     shot lengths (knapsack weights)
   n_frames         ()     int     original frame count N
   picks            (T,)   int     frame index of each step
+  user_scores      (T, U) float   optional, not in the original files: per-user importance at each step, which
+                                  top-5 mAP highlight detection needs (the TVSum-I3D builder writes it)
 
 Reading validates every field and raises one `DatasetFormatError` that names the file, the video and the
 field. Writing validates first and then writes atomically (temporary file + rename), so a failed write
@@ -28,6 +30,7 @@ import numpy as np
 
 REQUIRED_FIELDS = ("features", "gtscore", "change_points", "n_frame_per_seg", "n_frames", "picks")
 EVAL_FIELD = "user_summary"
+USER_SCORES_FIELD = "user_scores"
 
 
 class DatasetFormatError(ValueError):
@@ -53,6 +56,7 @@ class SummVideo:
   n_frames: int
   picks: np.ndarray  # (T,) int64
   user_summary: np.ndarray | None  # (U, N) bool, None for training-only videos
+  user_scores: np.ndarray | None = None  # (T, U) per-user step scores, for top-5 mAP; None when absent
 
   @property
   def num_steps(self) -> int:
@@ -118,6 +122,13 @@ def validate_video_fields(fields: Mapping[str, np.ndarray], where: str, *, requi
     if not np.all(np.isin(user_summary, (0, 1))):
       raise _fail(where, EVAL_FIELD, "0/1 entries", "other values")
 
+  if USER_SCORES_FIELD in fields:
+    user_scores = np.asarray(fields[USER_SCORES_FIELD])
+    if user_scores.ndim != 2 or user_scores.shape[0] != num_steps or user_scores.shape[1] == 0:
+      raise _fail(where, USER_SCORES_FIELD, f"shape ({num_steps}, users)", f"shape {user_scores.shape}")
+    if not np.all(np.isfinite(user_scores)):
+      raise _fail(where, USER_SCORES_FIELD, "finite values", "NaN/inf")
+
 
 def _normalise_gtscore(gtscore: np.ndarray, where: str) -> np.ndarray:
   # DSNet: g <- (g - min) / max(g - min). A constant score has no ranking and would divide by zero.
@@ -133,6 +144,7 @@ def video_from_fields(fields: Mapping[str, np.ndarray], name: str, where: str, *
   """Validates raw fields and builds a SummVideo."""
   validate_video_fields(fields, where, require_user_summary=require_user_summary)
   user_summary = fields.get(EVAL_FIELD)
+  user_scores = fields.get(USER_SCORES_FIELD)
   return SummVideo(
       name=name,
       features=np.asarray(fields["features"], dtype=np.float32),
@@ -142,6 +154,7 @@ def video_from_fields(fields: Mapping[str, np.ndarray], name: str, where: str, *
       n_frames=int(np.asarray(fields["n_frames"]).reshape(())),
       picks=np.asarray(fields["picks"], dtype=np.int64),
       user_summary=None if user_summary is None else np.asarray(user_summary).astype(bool),
+      user_scores=None if user_scores is None else np.asarray(user_scores, dtype=np.float32),
   )
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from iptnet_jax.datasets import eccv16, summarization
 from iptnet_jax.sm import model as sm_model
 from iptnet_jax.vsumm import evaluate as vsumm_eval
-from iptnet_jax.vsumm import fscore
+from iptnet_jax.vsumm import fscore, highlight
 
 PredictFn = Callable[[object, jax.Array, jax.Array], dict]
 
@@ -58,14 +58,42 @@ def video_fscores(videos: Sequence[eccv16.SummVideo], preds: dict[str, dict[str,
   return scores
 
 
-def random_floor(videos: Sequence[eccv16.SummVideo], *, num_seeds: int, metric: str, seed: int = 0
-                 ) -> tuple[float, float]:
-  """(mean, std over seeds) of the split-mean F1 of uniform random step scores on the same shots."""
+def video_top5_maps(videos: Sequence[eccv16.SummVideo], preds: dict[str, dict[str, np.ndarray]]
+                    ) -> dict[str, float]:
+  """Top-5 mAP per video, ranking steps by DSNet's step score cls * ctr (before box decoding)."""
+  scores = {}
+  for video in videos:
+    if video.user_scores is None:
+      raise ValueError(f"{video.name}: top-5 mAP needs per-user step scores ('user_scores'), which this file "
+                       "lacks; build it with iptnet_jax.datasets.tvsum_i3d or use eval.protocol='fscore'")
+    p = preds[video.name]
+    scores[video.name] = highlight.top5_map(vsumm_eval.normalized_step_scores(p["cls_prob"], p["ctr_prob"]),
+                                            video.user_scores)
+  return scores
+
+
+def split_score(videos: Sequence[eccv16.SummVideo], preds: dict[str, dict[str, np.ndarray]], *, protocol: str,
+                nms_thresh: float, proportion: float, metric: str) -> float:
+  """The split's mean over videos of F1 ('fscore') or top-5 mAP ('top5_map')."""
+  if protocol == "top5_map":
+    per_video = video_top5_maps(videos, preds)
+  else:
+    per_video = video_fscores(videos, preds, nms_thresh=nms_thresh, proportion=proportion, metric=metric)
+  return float(np.mean(list(per_video.values())))
+
+
+def random_floor(videos: Sequence[eccv16.SummVideo], *, num_seeds: int, metric: str, protocol: str = "fscore",
+                 seed: int = 0) -> tuple[float, float]:
+  """(mean, std over seeds) of the split score of uniform random step scores (F1: on the same shots)."""
   rng = np.random.default_rng(seed)
   per_seed = []
   for _ in range(num_seeds):
-    per_seed.append(np.mean([
-        vsumm_eval.random_score_fscore(v.change_points, v.n_frames, v.n_frame_per_seg, v.picks, v.user_summary,
-                                       resolve_eval_metric(v, metric), rng)
-        for v in videos]))
+    if protocol == "top5_map":
+      per_seed.append(np.mean([highlight.top5_map(rng.random(v.num_steps, dtype=np.float32), v.user_scores)
+                               for v in videos]))
+    else:
+      per_seed.append(np.mean([
+          vsumm_eval.random_score_fscore(v.change_points, v.n_frames, v.n_frame_per_seg, v.picks, v.user_summary,
+                                         resolve_eval_metric(v, metric), rng)
+          for v in videos]))
   return float(np.mean(per_seed)), float(np.std(per_seed))

@@ -78,10 +78,10 @@ class SplitResult:
   index: int
   selected_epoch: int
   selection: str  # "val" or "test (DSNet convention)"
-  test_f1: float
-  val_f1: float | None
-  random_f1: float
-  random_f1_std: float
+  test_score: float
+  val_score: float | None
+  random_score: float
+  random_score_std: float
   checkpoint_dir: str
 
 
@@ -123,13 +123,14 @@ def train_split(config: ml_collections.ConfigDict, split: splits_lib.Split, vide
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=train_rng)
   train_step = make_train_step(model, tx, config.train.lambda_reg, config.train.lambda_ctr)
   predict_fn = inference.make_predict_fn(model)
-  eval_kwargs = dict(nms_thresh=config.eval.nms_thresh, proportion=config.eval.proportion, metric=config.eval.metric)
+  eval_kwargs = dict(protocol=config.eval.protocol, nms_thresh=config.eval.nms_thresh,
+                     proportion=config.eval.proportion, metric=config.eval.metric)
   buckets = tuple(config.data.buckets)
 
   selection = "val" if val_videos else "test (DSNet convention)"
   selection_videos = val_videos or test_videos
   best = checkpoint.BestCheckpoint(workdir / "checkpoints" / f"split_{split.index}")
-  best_f1, best_epoch, best_test_f1, best_val_f1 = -1.0, 0, float("nan"), None
+  best_score, best_epoch, best_test_score, best_val_score = -1.0, 0, float("nan"), None
   shuffle_rng = np.random.default_rng(config.seed + split.index)
   progress = run_log.Progress(f"split {split.index}", config.train.epochs)
   num_batches = math.ceil(len(examples) / config.train.batch_size)
@@ -146,35 +147,36 @@ def train_split(config: ml_collections.ConfigDict, split: splits_lib.Split, vide
       metrics = _epoch_losses(loss_history)
       train_seconds = time.perf_counter() - start
 
-      def split_f1(eval_videos):
+      def split_score_of(eval_videos):
         preds = inference.predict_videos(predict_fn, state.params, eval_videos, config.eval.batch_size, buckets)
-        return float(np.mean(list(inference.video_fscores(eval_videos, preds, **eval_kwargs).values())))
+        return inference.split_score(eval_videos, preds, **eval_kwargs)
 
-      test_f1 = split_f1(test_videos)
-      val_f1 = split_f1(val_videos) if val_videos else None
-      selected_f1 = val_f1 if val_videos else test_f1
-      if selected_f1 > best_f1:
-        best_f1, best_epoch, best_test_f1, best_val_f1 = selected_f1, epoch, test_f1, val_f1
-        best.save(epoch, state.params, {"epoch": epoch, "test_f1": test_f1, "val_f1": val_f1, "split": split.index})
-      record = {"split": split.index, "epoch": epoch, **metrics, "test_f1": test_f1, "val_f1": val_f1,
+      test_score = split_score_of(test_videos)
+      val_score = split_score_of(val_videos) if val_videos else None
+      selected_score = val_score if val_videos else test_score
+      if selected_score > best_score:
+        best_score, best_epoch, best_test_score, best_val_score = selected_score, epoch, test_score, val_score
+        best.save(epoch, state.params, {"epoch": epoch, "test_score": test_score, "val_score": val_score, "split": split.index})
+      record = {"split": split.index, "epoch": epoch, **metrics, "test_score": test_score, "val_score": val_score,
                 "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - start - train_seconds}
       writer.write(record)
-      shown = {k: metrics[k] for k in ("loss_total",)} | {"test_f1": test_f1 * 100}
-      if val_f1 is not None:
-        shown["val_f1"] = val_f1 * 100
+      shown = {k: metrics[k] for k in ("loss_total",)} | {f"test_{config.eval.protocol}": test_score * 100}
+      if val_score is not None:
+        shown[f"val_{config.eval.protocol}"] = val_score * 100
       progress.epoch_done(epoch, shown)
   finally:
     best.close()
 
   floor, floor_std = (inference.random_floor(test_videos, num_seeds=config.eval.random_seeds,
-                                             metric=config.eval.metric, seed=config.seed)
+                                             metric=config.eval.metric, protocol=config.eval.protocol,
+                                             seed=config.seed)
                       if config.eval.random_seeds else (float("nan"), float("nan")))
-  return SplitResult(split.index, best_epoch, selection, best_test_f1, best_val_f1, floor, floor_std,
+  return SplitResult(split.index, best_epoch, selection, best_test_score, best_val_score, floor, floor_std,
                      str(best.directory))
 
 
 def train_and_evaluate_sm(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
-  """Trains and evaluates on every selected split; returns {'splits': [...], 'mean_test_f1': ...}."""
+  """Trains and evaluates on every selected split; returns {'splits': [...], 'mean_test_score': ...}."""
   config_defaults.check_sm_config(config)
   workdir = Path(workdir)
   dataset_dir, split_file = resolve_data(config, workdir)
@@ -191,15 +193,16 @@ def train_and_evaluate_sm(config: ml_collections.ConfigDict, workdir: str | Path
   finally:
     writer.close()
 
-  rows = [[r.index, r.selected_epoch, r.selection, r.test_f1 * 100, r.random_f1 * 100] for r in results]
-  mean_f1 = float(np.mean([r.test_f1 for r in results]))
-  mean_floor = float(np.mean([r.random_f1 for r in results]))
-  rows.append(["mean", "", "", mean_f1 * 100, mean_floor * 100])
+  rows = [[r.index, r.selected_epoch, r.selection, r.test_score * 100, r.random_score * 100] for r in results]
+  mean_score = float(np.mean([r.test_score for r in results]))
+  mean_floor = float(np.mean([r.random_score for r in results]))
+  rows.append(["mean", "", "", mean_score * 100, mean_floor * 100])
   synthetic = " [synthetic data]" if config.data.source == "synthetic" else ""
-  print(f"\nF1 (%) per split{synthetic}; random = mean random-score floor over "
-        f"{config.eval.random_seeds} seeds on the same shots")
-  print(run_log.format_table(["split", "epoch", "selected on", "test F1", "random F1"], rows))
-  summary = {"splits": [dataclasses.asdict(r) for r in results], "mean_test_f1": mean_f1,
-             "mean_random_f1": mean_floor, "synthetic": bool(synthetic)}
+  label = "F1" if config.eval.protocol == "fscore" else "top-5 mAP"
+  print(f"\n{label} (%) per split{synthetic}; random = mean score of random step scores over "
+        f"{config.eval.random_seeds} seeds (same shots)")
+  print(run_log.format_table(["split", "epoch", "selected on", f"test {label}", f"random {label}"], rows))
+  summary = {"protocol": config.eval.protocol, "splits": [dataclasses.asdict(r) for r in results], "mean_test_score": mean_score,
+             "mean_random_score": mean_floor, "synthetic": bool(synthetic)}
   (workdir / "results.json").write_text(json.dumps(summary, indent=1, default=float))
   return summary
