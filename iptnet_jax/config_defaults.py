@@ -27,6 +27,7 @@ def sm_config() -> ml_collections.ConfigDict:
   config.data.dataset_dir = "datasets"
   config.data.split_file = "../shared/data/vsumm/splits/dsnet/tvsum.yml"
   config.data.default_h5 = "eccv16_dataset_tvsum_google_pool5.h5"  # for split files with bare keys
+  config.data.h5_renames = ""  # "old.h5=new.h5,...": read a split file's videos from other files
   config.data.splits = "all"  # or comma-separated split indices, e.g. "0,3"
   config.data.buckets = TVSUM_BUCKETS
   config.data.synthetic = ml_collections.ConfigDict(dataclasses.asdict(SyntheticSpec()))

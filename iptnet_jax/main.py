@@ -4,6 +4,8 @@ This file is kept thin on purpose; everything it does is in `iptnet_jax.train.tr
 which tests and notebooks call directly.
 """
 
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -18,7 +20,14 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except (FileNotFoundError, ValueError) as error:
+    # The project's own input checks already say which file / field is wrong and what was expected; a
+    # traceback adds nothing to that. Errors from anywhere else keep their traceback.
+    if not type(error).__module__.startswith("iptnet_jax") and not isinstance(error, FileNotFoundError):
+      raise
+    sys.exit(f"error: {error}")
 
 
 if __name__ == "__main__":

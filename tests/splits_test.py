@@ -78,3 +78,14 @@ def test_published_split_files(relative, default_h5, num_train, num_test, files)
   for split in loaded:
     assert (len(split.train), len(split.test)) == (num_train, num_test)
   assert len({r.h5_path for s in loaded for r in s.train + s.test}) == files
+
+
+def test_h5_renames_run_a_published_split_on_another_file(tmp_path):
+  path = tmp_path / "s.yml"
+  path.write_text(yaml.safe_dump([{"train_keys": ["../datasets/eccv16_dataset_tvsum_google_pool5.h5/video_2"],
+                                   "test_keys": ["video_5"]}]))
+  renames = splits.parse_h5_renames("eccv16_dataset_tvsum_google_pool5.h5=tvsum_i3d.h5")
+  (split,) = splits.load_splits(path, tmp_path, "eccv16_dataset_tvsum_google_pool5.h5", renames)
+  assert split.train[0].name == "tvsum_i3d.h5/video_2" and split.test[0].name == "tvsum_i3d.h5/video_5"
+  with pytest.raises(splits.SplitFormatError, match="h5_renames"):
+    splits.parse_h5_renames("just_a_name.h5")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -48,7 +49,19 @@ class Split:
   test: tuple[VideoRef, ...]
 
 
-def _resolve_key(key, dataset_dir: Path, default_h5: str | None, where: str) -> VideoRef:
+def parse_h5_renames(spec: str) -> dict[str, str]:
+  """'a.h5=b.h5,c.h5=d.h5' -> {'a.h5': 'b.h5', ...}: run a published split on another file of the same videos."""
+  renames = {}
+  for item in filter(None, (part.strip() for part in str(spec or "").split(","))):
+    old, sep, new = item.partition("=")
+    if not sep or not old.strip() or not new.strip():
+      raise SplitFormatError(f"config.data.h5_renames={spec!r}: expected 'old.h5=new.h5[,old2.h5=new2.h5]'")
+    renames[old.strip()] = new.strip()
+  return renames
+
+
+def _resolve_key(key, dataset_dir: Path, default_h5: str | None, where: str,
+                 h5_renames: Mapping[str, str]) -> VideoRef:
   if not isinstance(key, str) or not key.strip():
     raise SplitFormatError(f"{where}: expected a video key string, got {key!r}")
   head, sep, video_key = key.strip().rpartition("/")
@@ -56,16 +69,21 @@ def _resolve_key(key, dataset_dir: Path, default_h5: str | None, where: str) -> 
     if not default_h5:
       raise SplitFormatError(f"{where}: key '{key}' names no h5 file; set the config field data.default_h5 "
                              "to the file these bare keys refer to")
-    return VideoRef(dataset_dir / default_h5, video_key)
+    return VideoRef(dataset_dir / h5_renames.get(default_h5, default_h5), video_key)
   file_name = os.path.basename(head)
   if not file_name.endswith((".h5", ".hdf5")):
     file_name += ".h5"  # VASNet's augmented keys drop the extension
-  return VideoRef(dataset_dir / file_name, video_key)
+  return VideoRef(dataset_dir / h5_renames.get(file_name, file_name), video_key)
 
 
-def load_splits(split_path: str | os.PathLike, dataset_dir: str | os.PathLike, default_h5: str | None = None
-                ) -> list[Split]:
-  """Reads a DSNet yml, VASNet json or PGL-SUM json split file."""
+def load_splits(split_path: str | os.PathLike, dataset_dir: str | os.PathLike, default_h5: str | None = None,
+                h5_renames: Mapping[str, str] | None = None) -> list[Split]:
+  """Reads a DSNet yml, VASNet json or PGL-SUM json split file.
+
+  `h5_renames` maps file names used by the split file to the files to read instead (e.g. DSNet's TVSum
+  splits on the TVSum-I3D file, which has the same videos under the same keys).
+  """
+  h5_renames = dict(h5_renames or {})
   split_path = Path(split_path)
   dataset_dir = Path(dataset_dir)
   if not split_path.is_file():
@@ -96,7 +114,7 @@ def load_splits(split_path: str | os.PathLike, dataset_dir: str | os.PathLike, d
       keys = entry.get(name) or []
       if not isinstance(keys, list):
         raise SplitFormatError(f"{where}: '{name}' must be a list")
-      lists[name] = tuple(_resolve_key(k, dataset_dir, default_h5, f"{where} {name}") for k in keys)
+      lists[name] = tuple(_resolve_key(k, dataset_dir, default_h5, f"{where} {name}", h5_renames) for k in keys)
     overlap = set(lists["train_keys"]) & set(lists["test_keys"])
     if overlap:
       raise SplitFormatError(f"{where}: videos in both train_keys and test_keys: {sorted(r.name for r in overlap)[:3]}")

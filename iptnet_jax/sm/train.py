@@ -180,7 +180,8 @@ def train_and_evaluate_sm(config: ml_collections.ConfigDict, workdir: str | Path
   config_defaults.check_sm_config(config)
   workdir = Path(workdir)
   dataset_dir, split_file = resolve_data(config, workdir)
-  all_splits = splits_lib.load_splits(split_file, dataset_dir, config.data.default_h5 or None)
+  all_splits = splits_lib.load_splits(split_file, dataset_dir, config.data.default_h5 or None,
+                                      splits_lib.parse_h5_renames(config.data.h5_renames))
   chosen = [all_splits[i] for i in config_defaults.parse_split_selection(config.data.splits, len(all_splits))]
   videos = summarization.load_split_videos(chosen)  # every input is checked before the workdir is touched
   workdir.mkdir(parents=True, exist_ok=True)
