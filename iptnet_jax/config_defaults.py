@@ -20,7 +20,9 @@ def sm_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.task = "sm"
   config.seed = 12345
-  config.init_from = ""  # reserved for porting upstream checkpoints
+  # An upstream DSNet-AF checkpoint to start from (iptnet_jax.porting): a .pth file for every split, a path
+  # with "{split}", or an upstream model folder holding checkpoint/<split file>.<i>.pt. Needs torch.
+  config.init_from = ""
 
   config.data = ml_collections.ConfigDict()
   config.data.source = "h5"  # "h5": eccv16 files in dataset_dir; "synthetic": generated into the workdir
@@ -86,7 +88,7 @@ def check_sm_config(config: ml_collections.ConfigDict) -> None:
   _require(config.model.num_heads > 0 and config.model.attention_dim % config.model.num_heads == 0,
            "model.attention_dim", config.model.attention_dim, f"a multiple of model.num_heads={config.model.num_heads}")
   _require(0 <= config.model.dropout_rate < 1, "model.dropout_rate", config.model.dropout_rate, "a rate in [0, 1)")
-  _require(config.train.epochs >= 1, "train.epochs", config.train.epochs, "at least 1")
+  _require(config.train.epochs >= 0, "train.epochs", config.train.epochs, "0 (evaluate only) or more")
   _require(config.train.batch_size >= 1, "train.batch_size", config.train.batch_size, "at least 1")
   _require(config.train.lr > 0, "train.lr", config.train.lr, "a positive learning rate")
   _require(config.train.weight_decay >= 0, "train.weight_decay", config.train.weight_decay, "non-negative")

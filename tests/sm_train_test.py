@@ -90,10 +90,31 @@ def test_missing_h5_is_one_clear_error_and_leaves_no_workdir(tmp_path):
 
 
 @pytest.mark.parametrize("override, field", [
-    ("--config.train.epochs=0", "train.epochs"),
+    ("--config.train.epochs=-1", "train.epochs"),
     ("--config.eval.metric=median", "eval.metric"),
     ("--config.data.splits=7", "data.splits"),
 ])
 def test_bad_config_values_name_the_field(tmp_path, override, field):
   result = _run_main("--config=configs/demo.py:smoke", f"--workdir={tmp_path}", override)
   assert result.returncode != 0 and f"config.{field}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_init_from_an_upstream_checkpoint_evaluates_it_unchanged(tmp_path):
+  torch = pytest.importorskip("torch")
+  from iptnet_jax import porting
+  config = load_config("demo", "smoke")
+  config.data.synthetic.num_splits = 1
+  config.train.epochs = 0  # evaluate only
+  model = sm_train.make_model(config)
+  params = sm_train.init_params(model, jax.random.key(42), config.data.synthetic.feature_dim)
+  state_dict = {k: torch.from_numpy(np.array(v)) for k, v in porting.dsnet_af_state_dict_from_params(params).items()}
+  torch.save(state_dict, tmp_path / "upstream.pth")
+  config.init_from = str(tmp_path / "upstream.pth")
+
+  result = train.train_and_evaluate(config, tmp_path / "run")
+  (split,) = result["splits"]
+  assert split["selected_epoch"] == 0
+  best = BestCheckpoint(tmp_path / "run" / "checkpoints" / "split_0")
+  restored, _ = best.restore(jax.eval_shape(lambda: params))
+  best.close()
+  jax.tree.map(np.testing.assert_array_equal, restored, params)

@@ -6,8 +6,9 @@ heads: importance logit, (left, right) log-offsets, centerness logit.
 
 Unlike DSNet (batch 1, no padding), videos arrive padded to a bucket length with a (B, T) mask; padded
 steps are masked out of the attention keys, so a video's outputs do not depend on the padding around it.
-Submodule names mirror DSNet's state_dict (base_model.{Q,K,V,fc}, layer_norm, fc1, fc_cls, fc_loc,
-fc_ctr) so upstream checkpoints map onto these parameters one to one. Initialisers are PyTorch's
+Submodule names mirror DSNet's state_dict (base_model.{Q,K,V,fc.0}, layer_norm, fc1.0 -> fc1_linear,
+fc1.3 -> fc1_norm, fc_cls, fc_loc, fc_ctr) so upstream checkpoints map onto these parameters one to one
+(iptnet_jax.porting). Initialisers are PyTorch's
 defaults, which DSNet-AF training keeps.
 """
 
@@ -76,6 +77,9 @@ class DSNetAF(nn.Module):
   attention_dim: int = 1024
   dropout_rate: float = 0.5
   layer_norm_eps: float = 1e-5
+  # iPTNet's learned shift term (Gamma) of importance propagation: one more Linear head on the hidden
+  # features. Off for plain DSNet, whose checkpoints have no such head.
+  with_shift_head: bool = False
 
   @nn.compact
   def __call__(self, features: jax.Array, mask: jax.Array, *, deterministic: bool) -> dict[str, jax.Array]:
@@ -86,12 +90,15 @@ class DSNetAF(nn.Module):
     hidden = torch_linear(self.num_hidden, feature_dim, name="fc1_linear")(out)
     hidden = nn.Dropout(self.dropout_rate)(nn.relu(hidden), deterministic=deterministic)
     hidden = nn.LayerNorm(epsilon=self.layer_norm_eps, name="fc1_norm")(hidden)
-    return {
+    outputs = {
         "cls_logits": torch_linear(1, self.num_hidden, name="fc_cls")(hidden)[..., 0],
         "log_offsets": torch_linear(2, self.num_hidden, name="fc_loc")(hidden),
         "ctr_logits": torch_linear(1, self.num_hidden, name="fc_ctr")(hidden)[..., 0],
         "hidden": hidden,
     }
+    if self.with_shift_head:
+      outputs["shift"] = torch_linear(1, self.num_hidden, name="fc_shift")(hidden)[..., 0]
+    return outputs
 
 
 def predictions(outputs: dict[str, jax.Array]) -> dict[str, jax.Array]:

@@ -22,7 +22,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from iptnet_jax import checkpoint, config_defaults, run_log
+from iptnet_jax import checkpoint, config_defaults, porting, run_log
 from iptnet_jax.datasets import splits as splits_lib
 from iptnet_jax.datasets import summarization, synthetic_vsumm
 from iptnet_jax.sm import anchor_free, inference
@@ -78,8 +78,9 @@ class SplitResult:
   index: int
   selected_epoch: int
   selection: str  # "val" or "test (DSNet convention)"
-  test_score: float
+  test_score: float  # at the selected epoch
   val_score: float | None
+  last_test_score: float  # at the last epoch: no selection on test, so no optimism
   random_score: float
   random_score_std: float
   checkpoint_dir: str
@@ -104,7 +105,7 @@ def _epoch_losses(loss_history: list[dict]) -> dict[str, float]:
 
 
 def train_split(config: ml_collections.ConfigDict, split: splits_lib.Split, videos: dict, workdir: Path,
-                writer: run_log.JsonlWriter) -> SplitResult:
+                writer: run_log.JsonlWriter, split_file: Path) -> SplitResult:
   train_videos = [videos[r] for r in split.train]
   val_videos = [videos[r] for r in split.val]
   test_videos = [videos[r] for r in split.test]
@@ -120,6 +121,10 @@ def train_split(config: ml_collections.ConfigDict, split: splits_lib.Split, vide
   rng = jax.random.key(config.seed + split.index)
   init_rng, train_rng = jax.random.split(rng)
   params = init_params(model, init_rng, feature_dims.pop())
+  if config.init_from:
+    path = porting.split_checkpoint_path(config.init_from, split_file, split.index)
+    params = jax.tree.map(jnp.asarray, porting.load_dsnet_af_checkpoint(path, reference_params=params))
+    print(f"split {split.index}: initial parameters from {path}")
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=train_rng)
   train_step = make_train_step(model, tx, config.train.lambda_reg, config.train.lambda_ctr)
   predict_fn = inference.make_predict_fn(model)
@@ -128,13 +133,36 @@ def train_split(config: ml_collections.ConfigDict, split: splits_lib.Split, vide
   buckets = tuple(config.data.buckets)
 
   selection = "val" if val_videos else "test (DSNet convention)"
-  selection_videos = val_videos or test_videos
   best = checkpoint.BestCheckpoint(workdir / "checkpoints" / f"split_{split.index}")
-  best_score, best_epoch, best_test_score, best_val_score = -1.0, 0, float("nan"), None
-  shuffle_rng = np.random.default_rng(config.seed + split.index)
+  tracker = {"best": -1.0, "epoch": 0, "test": float("nan"), "val": None, "last_test": float("nan")}
   progress = run_log.Progress(f"split {split.index}", config.train.epochs)
+
+  def evaluate(epoch: int, metrics: dict, start: float, train_seconds: float) -> None:
+    def score_of(eval_videos):
+      preds = inference.predict_videos(predict_fn, state.params, eval_videos, config.eval.batch_size, buckets)
+      return inference.split_score(eval_videos, preds, **eval_kwargs)
+
+    test_score = score_of(test_videos)
+    val_score = score_of(val_videos) if val_videos else None
+    selected = val_score if val_videos else test_score
+    tracker["last_test"] = test_score
+    if selected > tracker["best"]:
+      tracker.update(best=selected, epoch=epoch, test=test_score, val=val_score)
+      best.save(epoch, state.params, {"epoch": epoch, "test_score": test_score, "val_score": val_score,
+                                      "split": split.index})
+    writer.write({"split": split.index, "epoch": epoch, **metrics, "test_score": test_score,
+                  "val_score": val_score, "train_seconds": train_seconds,
+                  "eval_seconds": time.perf_counter() - start - train_seconds})
+    shown = {k: v for k, v in metrics.items() if k == "loss_total"} | {f"test_{config.eval.protocol}": test_score * 100}
+    if val_score is not None:
+      shown[f"val_{config.eval.protocol}"] = val_score * 100
+    progress.epoch_done(epoch, shown)
+
+  shuffle_rng = np.random.default_rng(config.seed + split.index)
   num_batches = math.ceil(len(examples) / config.train.batch_size)
   try:
+    if config.init_from or config.train.epochs == 0:
+      evaluate(0, {}, time.perf_counter(), 0.0)  # the starting point, e.g. an upstream checkpoint's F1
     for epoch in range(1, config.train.epochs + 1):
       start = time.perf_counter()
       loss_history = []
@@ -144,26 +172,7 @@ def train_split(config: ml_collections.ConfigDict, split: splits_lib.Split, vide
         state, losses = train_step(state, summarization.device_fields(batch))
         loss_history.append(losses)
         progress.step(epoch, i + 1, num_batches)
-      metrics = _epoch_losses(loss_history)
-      train_seconds = time.perf_counter() - start
-
-      def split_score_of(eval_videos):
-        preds = inference.predict_videos(predict_fn, state.params, eval_videos, config.eval.batch_size, buckets)
-        return inference.split_score(eval_videos, preds, **eval_kwargs)
-
-      test_score = split_score_of(test_videos)
-      val_score = split_score_of(val_videos) if val_videos else None
-      selected_score = val_score if val_videos else test_score
-      if selected_score > best_score:
-        best_score, best_epoch, best_test_score, best_val_score = selected_score, epoch, test_score, val_score
-        best.save(epoch, state.params, {"epoch": epoch, "test_score": test_score, "val_score": val_score, "split": split.index})
-      record = {"split": split.index, "epoch": epoch, **metrics, "test_score": test_score, "val_score": val_score,
-                "train_seconds": train_seconds, "eval_seconds": time.perf_counter() - start - train_seconds}
-      writer.write(record)
-      shown = {k: metrics[k] for k in ("loss_total",)} | {f"test_{config.eval.protocol}": test_score * 100}
-      if val_score is not None:
-        shown[f"val_{config.eval.protocol}"] = val_score * 100
-      progress.epoch_done(epoch, shown)
+      evaluate(epoch, _epoch_losses(loss_history), start, time.perf_counter() - start)
   finally:
     best.close()
 
@@ -171,8 +180,8 @@ def train_split(config: ml_collections.ConfigDict, split: splits_lib.Split, vide
                                              metric=config.eval.metric, protocol=config.eval.protocol,
                                              seed=config.seed)
                       if config.eval.random_seeds else (float("nan"), float("nan")))
-  return SplitResult(split.index, best_epoch, selection, best_test_score, best_val_score, floor, floor_std,
-                     str(best.directory))
+  return SplitResult(split.index, tracker["epoch"], selection, tracker["test"], tracker["val"],
+                     tracker["last_test"], floor, floor_std, str(best.directory))
 
 
 def train_and_evaluate_sm(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
@@ -190,20 +199,23 @@ def train_and_evaluate_sm(config: ml_collections.ConfigDict, workdir: str | Path
 
   writer = run_log.JsonlWriter(workdir / "metrics.jsonl")
   try:
-    results = [train_split(config, split, videos, workdir, writer) for split in chosen]
+    results = [train_split(config, split, videos, workdir, writer, split_file) for split in chosen]
   finally:
     writer.close()
 
-  rows = [[r.index, r.selected_epoch, r.selection, r.test_score * 100, r.random_score * 100] for r in results]
+  rows = [[r.index, r.selected_epoch, r.selection, r.test_score * 100, r.last_test_score * 100,
+           r.random_score * 100] for r in results]
   mean_score = float(np.mean([r.test_score for r in results]))
   mean_floor = float(np.mean([r.random_score for r in results]))
-  rows.append(["mean", "", "", mean_score * 100, mean_floor * 100])
+  mean_last = float(np.mean([r.last_test_score for r in results]))
+  rows.append(["mean", "", "", mean_score * 100, mean_last * 100, mean_floor * 100])
   synthetic = " [synthetic data]" if config.data.source == "synthetic" else ""
   label = "F1" if config.eval.protocol == "fscore" else "top-5 mAP"
   print(f"\n{label} (%) per split{synthetic}; random = mean score of random step scores over "
         f"{config.eval.random_seeds} seeds (same shots)")
-  print(run_log.format_table(["split", "epoch", "selected on", f"test {label}", f"random {label}"], rows))
-  summary = {"protocol": config.eval.protocol, "splits": [dataclasses.asdict(r) for r in results], "mean_test_score": mean_score,
+  print(run_log.format_table(["split", "epoch", "selected on", f"test {label}", f"last-epoch {label}",
+                              f"random {label}"], rows))
+  summary = {"protocol": config.eval.protocol, "splits": [dataclasses.asdict(r) for r in results], "mean_test_score": mean_score, "mean_last_test_score": mean_last,
              "mean_random_score": mean_floor, "synthetic": bool(synthetic)}
   (workdir / "results.json").write_text(json.dumps(summary, indent=1, default=float))
   return summary
