@@ -1,0 +1,114 @@
+"""Collaborative mean teaching (TM): EMA teachers as an optax transform, per-module gating, divergence D.
+
+Teachers. `ema_teacher(keep)` is a GradientTransformation whose state *is* the teacher: initialised as a
+copy of the student (not zeros, unlike optax.ema, which averages updates), and after each step
+  teacher <- keep * teacher + (1 - keep) * (params + updates)          (paper: gamma = keep = 0.3)
+It passes the updates through unchanged and must be the last element of its chain, so that
+params + updates are the new student parameters. `teacher_params(opt_state)` reads the teachers back.
+
+Gating. `per_module({'sm': tx_sm, 'lm': tx_lm})` runs one optimizer per module and takes `active` flags
+per step: an inactive module's transform is not run at all (lax.cond), so its parameters get a zero update,
+its Adam moments and step count stay put (no drift from zero gradients), and its teacher does not move.
+This reproduces the released code's phases, where a module without a loss has no .grad and is skipped.
+
+Divergence. `divergence(target, student, mask)` is D of eq. 4-8: KL(P(target) || P(student)) summed over
+time (torch F.kl_div(log P(student), P(target), reduction='sum')) and averaged over the real examples,
+with maps turned into distributions over time by a masked softmax (released code) or by normalising
+the non-negative map ('normalize'). Gradient reaches both arguments (the released code never detaches the
+target); teachers' outputs are passed through stop_gradient by the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+DISTRIBUTIONS = ("softmax", "normalize")
+DIRECTIONS = ("target_to_student", "student_to_target")
+_NORMALIZE_EPS = 1e-8
+
+
+class TeacherState(NamedTuple):
+  teacher: optax.Params
+
+
+def ema_teacher(keep: float) -> optax.GradientTransformation:
+  """teacher <- keep * teacher + (1 - keep) * new student; the last transform of a chain."""
+  if not 0.0 <= keep <= 1.0:
+    raise ValueError(f"teacher EMA keep rate {keep}: expected a value in [0, 1]")
+
+  def init(params):
+    return TeacherState(teacher=jax.tree.map(jnp.array, params))  # a copy: the teacher starts as the student
+
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError("ema_teacher needs the current params in update(updates, state, params)")
+    new_student = optax.apply_updates(params, updates)
+    teacher = optax.incremental_update(new_student, state.teacher, step_size=1.0 - keep)
+    return updates, TeacherState(teacher=teacher)
+
+  return optax.GradientTransformation(init, update)
+
+
+def per_module(transforms: Mapping[str, optax.GradientTransformation]) -> optax.GradientTransformationExtraArgs:
+  """One transform per top-level params key; update(..., active={name: bool scalar}) skips inactive ones."""
+  transforms = dict(transforms)
+
+  def init(params):
+    missing = set(transforms) ^ set(params)
+    if missing:
+      raise ValueError(f"per_module: params keys {sorted(params)} do not match transforms {sorted(transforms)}")
+    return {name: tx.init(params[name]) for name, tx in transforms.items()}
+
+  def update(updates, state, params=None, *, active: Mapping[str, jax.Array] | None = None, **extra):
+    del extra
+    new_updates, new_state = {}, {}
+    for name, tx in transforms.items():
+      run = lambda u=updates[name], s=state[name], p=params[name], tx=tx: tx.update(u, s, p)
+      skip = lambda u=updates[name], s=state[name]: (jax.tree.map(jnp.zeros_like, u), s)
+      if active is None:
+        new_updates[name], new_state[name] = run()
+      else:
+        new_updates[name], new_state[name] = jax.lax.cond(active[name], run, skip)
+    return new_updates, new_state
+
+  return optax.GradientTransformationExtraArgs(init, update)
+
+
+def teacher_params(opt_state) -> dict:
+  """{module: teacher params} from a per_module optimizer state whose chains end in ema_teacher."""
+  return {name: optax.tree_utils.tree_get(module_state, "teacher") for name, module_state in opt_state.items()}
+
+
+def _log_distribution(x: jax.Array, mask: jax.Array, kind: str) -> jax.Array:
+  """log P over the valid steps; masked steps get a finite stand-in (never -inf, whose 0 * inf would put NaN
+  into the gradients through jnp.where) and are dropped by the caller."""
+  valid = mask > 0
+  if kind == "softmax":
+    log_p = jax.nn.log_softmax(jnp.where(valid, x, -1e30), axis=-1)
+  elif kind == "normalize":
+    positive = jnp.where(valid, jnp.maximum(x, 0.0) + _NORMALIZE_EPS, 1.0)
+    log_p = jnp.log(positive) - jnp.log(jnp.sum(jnp.where(valid, positive, 0.0), axis=-1, keepdims=True))
+  else:
+    raise ValueError(f"divergence distribution {kind!r}: expected one of {DISTRIBUTIONS}")
+  return jnp.where(valid, log_p, 0.0)
+
+
+def divergence(target: jax.Array, student: jax.Array, mask: jax.Array, example_mask: jax.Array, *,
+               distribution: str = "softmax", direction: str = "target_to_student") -> jax.Array:
+  """Mean over real examples of KL(P(target) || P(student)) summed over valid steps (or the reverse)."""
+  if direction not in DIRECTIONS:
+    raise ValueError(f"divergence direction {direction!r}: expected one of {DIRECTIONS}")
+  log_p = _log_distribution(target, mask, distribution)
+  log_q = _log_distribution(student, mask, distribution)
+  if direction == "student_to_target":
+    log_p, log_q = log_q, log_p
+  valid = mask > 0
+  per_step = jnp.where(valid, jnp.exp(log_p) * (log_p - log_q), 0.0)
+  per_example = per_step.sum(-1)
+  weight = example_mask * (valid.sum(-1) > 0)
+  return jnp.sum(per_example * weight) / jnp.maximum(weight.sum(), 1.0)
