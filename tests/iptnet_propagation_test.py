@@ -77,3 +77,10 @@ def test_jit_and_bad_arguments():
   assert out.shape == (2, 8)
   with pytest.raises(ValueError, match="variant"):
     propagation.propagate(s, jnp.ones((2, 8, 3)), jnp.ones((2, 8)), variant="nope")
+
+
+def test_zero_feature_vectors_give_finite_gradients():
+  feats = np.zeros((1, 6, 4))
+  feats[0, :3] = np.random.default_rng(1).normal(size=(3, 4))
+  grad = jax.grad(lambda f: propagation.propagate(jnp.ones((1, 6)), f, jnp.ones((1, 6)), radius=2).sum())(feats)
+  assert np.isfinite(grad).all()

@@ -34,7 +34,9 @@ def _windows(x: jax.Array, radius: int) -> jax.Array:
 
 def cosine_window(features: jax.Array, radius: int) -> jax.Array:
   """(B, T, 2r+1) cosine similarity between each step and its window's steps."""
-  norms = jnp.maximum(jnp.linalg.norm(features, axis=-1, keepdims=True), _NORM_EPS)
+  # max(|f|, eps) computed as sqrt(max(|f|^2, eps^2)): the same value, but a zero vector (a padded step after
+  # LayerNorm) gets a zero gradient instead of the 0/0 of d|f|/df.
+  norms = jnp.sqrt(jnp.maximum(jnp.sum(features * features, axis=-1, keepdims=True), _NORM_EPS ** 2))
   unit = features / norms
   return jnp.einsum("btf,btkf->btk", unit, _windows(unit, radius))
 

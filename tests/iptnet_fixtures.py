@@ -1,0 +1,63 @@
+"""Tiny SM + LM models and random joint batches shared by the iPTNet tests (and their 8-device subprocess)."""
+# Every source gets the stand-in shapes, so one compiled step serves all four branches.
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from iptnet_jax.iptnet import batches, step as step_lib
+from iptnet_jax.lm.model import VSLNet, init_variables
+from iptnet_jax.sm import anchor_free
+from iptnet_jax.sm.model import DSNetAF
+
+FEATURE_DIM = 12
+
+
+def models():
+  sm = DSNetAF(num_hidden=8, num_heads=2, attention_dim=8, dropout_rate=0.1, with_shift_head=True)
+  lm = VSLNet(num_words=10, num_chars=8, word_dim=6, dim=8, num_heads=2, max_pos_len=16, char_dim=4,
+              char_channels=(2, 2, 2, 2), visual_dim=FEATURE_DIM)
+  return sm, lm
+
+
+def init_state(sm, lm, tx, seed=0):
+  rng = np.random.default_rng(seed)
+  sm_params = sm.init(jax.random.key(seed), jnp.zeros((1, 4, FEATURE_DIM)), jnp.ones((1, 4)),
+                      deterministic=True)["params"]
+  lm_vars = init_variables(lm, jax.random.key(seed + 1), rng.normal(size=(10, 6)).astype(np.float32))
+  params = {"sm": sm_params, "lm": lm_vars["params"]}
+  state = step_lib.JointState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params),
+                              rng=jax.random.key(seed + 2))
+  return state, lm_vars["constants"]
+
+
+def sm_batch(rng, batch_size=4, length=batches.STANDIN_LENGTH):
+  lengths = rng.integers(length - 3, length + 1, size=batch_size)
+  mask = (np.arange(length)[None] < lengths[:, None]).astype(np.float32)
+  first = rng.integers(0, 3, size=batch_size)  # one keyshot run of 2-3 steps per video
+  steps = np.arange(length)[None]
+  target = ((steps >= first[:, None]) & (steps < first[:, None] + 3) & (mask > 0)).astype(np.float32)
+  offsets = np.stack([anchor_free.offset_labels(t) for t in target])
+  return {"features": (rng.normal(size=(batch_size, length, FEATURE_DIM)) * mask[..., None]).astype(np.float32),
+          "mask": mask, "target": target, "offsets": offsets,
+          "centerness": np.stack([anchor_free.centerness_labels(t, o) for t, o in zip(target, offsets)]),
+          "example_mask": np.ones(batch_size, np.float32)}
+
+
+def lm_batch(rng, batch_size=4, length=batches.STANDIN_LENGTH, query_len=batches.STANDIN_LENGTH):
+  lengths = rng.integers(length - 3, length + 1, size=batch_size)
+  video_mask = (np.arange(length)[None] < lengths[:, None]).astype(np.float32)
+  start = rng.integers(0, 3, size=batch_size)
+  end = np.minimum(start + rng.integers(1, 4, size=batch_size), lengths - 1)
+  highlight = ((np.arange(length)[None] >= start[:, None]) & (np.arange(length)[None] <= end[:, None])).astype(np.float32)
+  return {"video": (rng.normal(size=(batch_size, length, FEATURE_DIM)) * video_mask[..., None]).astype(np.float32),
+          "video_mask": video_mask, "word_ids": rng.integers(1, 10, size=(batch_size, query_len)).astype(np.int32),
+          "char_ids": rng.integers(1, 8, size=(batch_size, query_len, 4)).astype(np.int32),
+          "query_mask": np.ones((batch_size, query_len), np.float32), "start_index": start.astype(np.int32),
+          "end_index": end.astype(np.int32), "highlight": highlight, "example_mask": np.ones(batch_size, np.float32)}
+
+
+def joint(source, rng, batch_size=4):
+  if source in (step_lib.SM_ONLY, step_lib.SM_DATA):
+    return batches.joint_batch(source, sm=sm_batch(rng, batch_size), feature_dim=FEATURE_DIM)
+  return batches.joint_batch(source, lm=lm_batch(rng, batch_size), feature_dim=FEATURE_DIM)
