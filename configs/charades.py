@@ -1,0 +1,81 @@
+"""Charades-STA, the LM alone (VSLNet, PyTorch version, 'rnn' predictor) with VSLNet's training recipe.
+
+Needs the Charades-STA annotations and a GloVe text file (both in ../shared/data) and Charades I3D features in
+VSLNet's layout (`{vid}.npy`, (T, 1024)) in data.feature_dir. When data.feature_dir does not exist, SYNTHETIC
+features for the real annotations are generated into <workdir>/synthetic_charades (and every printed metric
+says so). Relative paths are relative to the working directory (the repository root in these commands).
+  python -m iptnet_jax.main --config=configs/charades.py --workdir=runs/charades
+  python -m iptnet_jax.main --config=configs/charades.py:smoke --workdir=runs/charades_smoke   # ~1 min, CPU
+"""
+
+import dataclasses
+
+import ml_collections
+
+from iptnet_jax.datasets.synthetic_charades import SyntheticCharadesSpec
+
+
+def get_config(variant: str = "default") -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.task = "lm"
+  config.seed = 12345  # VSLNet main_t7.py
+
+  config.data = ml_collections.ConfigDict()
+  config.data.annotation_dir = "../shared/data/charades_sta"  # charades_sta_{train,test}.txt + charades.json
+  # GloVe 6B 50-d restricted to the Charades-STA/TVSum vocabulary (VSLNet used 840B 300-d).
+  config.data.glove_path = "../shared/data/glove/glove.6B.50d.charades_tvsum_vocab.txt"
+  config.data.feature_dir = "../shared/data/features/charades"  # {vid}.npy; absent here -> synthetic
+  config.data.max_pos_len = 128
+  config.data.max_videos = 0  # 0 = every video; N = the first N videos of each split
+  # Every distinct (video, query, char) padded shape compiles its own train step (tens of seconds each on CPU,
+  # mostly the dropout RNG), so the query and char buckets are coarse: Charades-STA queries have at most 13 tokens
+  # and its words at most 15 characters, so every batch has query length 16 and char length 16.
+  config.data.video_buckets = (32, 64, 96, 128)
+  config.data.query_buckets = (16, 32, 64, 128)
+  config.data.char_buckets = (16, 32)
+  config.data.highlight_extension = 0.1
+  config.data.synthetic = ml_collections.ConfigDict(dataclasses.asdict(SyntheticCharadesSpec()))
+
+  config.model = ml_collections.ConfigDict()
+  config.model.dim = 128
+  config.model.num_heads = 8
+  config.model.drop_rate = 0.2
+  config.model.char_dim = 50
+  config.model.char_channels = (10, 20, 30, 40)
+  config.model.char_kernels = (1, 2, 3, 4)
+  config.model.predictor = "rnn"  # or "transformer"
+  config.model.mask_conv_padding = True  # False reproduces upstream's padding leak (lm/model.py docstring)
+
+  config.train = ml_collections.ConfigDict()
+  config.train.epochs = 100
+  config.train.batch_size = 16
+  config.train.lr = 1e-4  # linear decay to 0 over all steps, no warmup
+  config.train.b1 = 0.9
+  config.train.b2 = 0.999
+  config.train.eps = 1e-6
+  config.train.weight_decay = 0.01  # decoupled (AdamW); not on biases and LayerNorms
+  config.train.clip_norm = 1.0
+  config.train.highlight_lambda = 5.0
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.batch_size = 64
+
+  if variant == "smoke":
+    # The first videos of each split, tiny dims and a single padded shape (videos resampled to <= 32 clips):
+    # under a minute on 2 CPU cores.
+    config.data.max_videos = 100
+    config.data.max_pos_len = 32
+    config.data.video_buckets = (32,)
+    config.data.query_buckets = (16, 32)
+    config.data.char_buckets = (16,)
+    config.data.synthetic.dim = 64
+    config.model.dim = 32
+    config.model.num_heads = 4
+    config.model.char_dim = 16
+    config.model.char_channels = (4, 8, 8, 12)
+    config.train.epochs = 5
+    config.train.batch_size = 8
+    config.train.lr = 4e-3
+  elif variant != "default":
+    raise ValueError(f"configs/charades.py: unknown variant {variant!r}; expected 'default' or 'smoke'")
+  return config

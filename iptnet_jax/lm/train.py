@@ -1,0 +1,282 @@
+"""Training the LM alone (VSLNet on Charades-STA) with VSLNet's recipe (reference_spec.md §3.3-3.5).
+
+* Optimizer: clip_by_global_norm(1.0), then AdamW (lr 1e-4 decaying linearly to 0 over all steps, no warmup,
+  b1 0.9, b2 0.999, eps 1e-6, decoupled weight decay 0.01 on every parameter except biases and LayerNorms:
+  torch's `no_decay = ['bias', 'layer_norm', 'LayerNorm']` name rule applied to the Flax path). The frozen
+  GloVe rows are in the 'constants' collection, so they are neither differentiated nor seen by the optimizer.
+  One small difference from `transformers.AdamW`: torch adds eps to sqrt(v) before bias correction, optax
+  after, so the effective eps differs by sqrt(1 - b2^t) during the first few thousand steps.
+* One jitted train step per padded (video, query, char) bucket shape; the state is donated.
+* After every epoch: evaluation on the test split (R1@{0.3,0.5,0.7}, mIoU through `lm.span`), one JSON line in
+  <workdir>/metrics.jsonl, and the best parameters by test R1@0.7 kept with orbax (VSLNet selects on the test
+  set too, keeping later checkpoints on ties). Metrics from synthetic features are printed with the prefix
+  "[synthetic features]".
+* When config.data.feature_dir does not exist, synthetic features for the real annotations are generated into
+  <workdir>/synthetic_charades (`datasets.synthetic_charades`), and the run says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from iptnet_jax import checkpoint, run_log
+from iptnet_jax.datasets import charades_sta, synthetic_charades
+from iptnet_jax.datasets.batching import bucket_length
+from iptnet_jax.lm import losses as lm_losses
+from iptnet_jax.lm import span
+from iptnet_jax.lm.model import VSLNet, init_variables
+
+# Batch fields the jitted functions see; the others (duration, gt times, ...) stay on the host for metrics.
+DEVICE_FIELDS = ("video", "video_mask", "word_ids", "char_ids", "query_mask", "start_index", "end_index",
+                 "highlight", "example_mask")
+MODEL_INPUTS = ("video", "video_mask", "word_ids", "char_ids", "query_mask")
+METRIC_NAMES = ("R1@0.3", "R1@0.5", "R1@0.7", "mIoU")
+SYNTHETIC_TAG = "[synthetic features]"
+
+
+class LMConfigError(ValueError):
+  """A configuration value outside its allowed range."""
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: dict
+  opt_state: optax.OptState
+  rng: jax.Array
+
+
+def check_lm_config(config: ml_collections.ConfigDict) -> None:
+  def require(ok, field, expected):
+    if not ok:
+      value = config
+      for part in field.split("."):
+        value = value[part]
+      raise LMConfigError(f"config.{field}={value!r}: expected {expected}")
+
+  require(config.task == "lm", "task", "'lm'")
+  require(config.data.max_pos_len >= 1, "data.max_pos_len", "a positive length")
+  require(config.data.max_videos >= 0, "data.max_videos", "0 (all) or a positive count")
+  for field in ("video_buckets", "query_buckets", "char_buckets"):
+    buckets = tuple(config.data[field])
+    require(bool(buckets) and all(b > 0 for b in buckets) and all(a < b for a, b in zip(buckets, buckets[1:])),
+            f"data.{field}", "positive, strictly increasing lengths")
+  for field in ("video_buckets", "query_buckets"):  # videos and queries are capped at max_pos_len
+    require(bucket_length(config.data.max_pos_len, config.data[field]) == config.data.max_pos_len,
+            f"data.{field}", f"buckets that pad no sequence beyond data.max_pos_len={config.data.max_pos_len} (the "
+            "positional table's size), e.g. ending with it")
+  require(config.model.dim > 0 and config.model.dim % config.model.num_heads == 0, "model.dim",
+          f"a positive multiple of model.num_heads={config.model.num_heads}")
+  require(0 <= config.model.drop_rate < 1, "model.drop_rate", "a rate in [0, 1)")
+  require(len(config.model.char_channels) == len(config.model.char_kernels), "model.char_channels",
+          "one channel count per entry of model.char_kernels")
+  require(config.model.predictor in ("rnn", "transformer"), "model.predictor", "'rnn' or 'transformer'")
+  require(config.train.epochs >= 1, "train.epochs", "at least 1")
+  require(config.train.batch_size >= 1, "train.batch_size", "at least 1")
+  require(config.train.lr > 0, "train.lr", "a positive learning rate")
+  require(config.train.weight_decay >= 0, "train.weight_decay", "non-negative")
+  require(config.train.clip_norm > 0, "train.clip_norm", "a positive norm")
+  require(config.eval.batch_size >= 1, "eval.batch_size", "at least 1")
+
+
+def make_model(config: ml_collections.ConfigDict, word_vectors: np.ndarray, num_chars: int,
+               visual_dim: int) -> VSLNet:
+  m = config.model
+  return VSLNet(num_words=word_vectors.shape[0], num_chars=num_chars, word_dim=word_vectors.shape[1], dim=m.dim,
+                num_heads=m.num_heads, drop_rate=m.drop_rate, max_pos_len=config.data.max_pos_len,
+                char_dim=m.char_dim, char_channels=tuple(m.char_channels), char_kernels=tuple(m.char_kernels),
+                visual_dim=visual_dim, predictor_type=m.predictor, mask_conv_padding=m.mask_conv_padding)
+
+
+def weight_decay_mask(params) -> dict:
+  """True where AdamW decays: torch's rule, no decay for names containing 'bias' or 'layer_norm'."""
+
+  def decays(path, _):
+    names = [str(getattr(entry, "key", entry)) for entry in path]
+    return not any("bias" in name or "layer_norm" in name.lower() for name in names)
+
+  return jax.tree_util.tree_map_with_path(decays, params)
+
+
+def make_optimizer(train_config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+  schedule = optax.linear_schedule(train_config.lr, 0.0, max(total_steps, 1))
+  return optax.chain(
+      optax.clip_by_global_norm(train_config.clip_norm),
+      optax.adamw(schedule, b1=train_config.b1, b2=train_config.b2, eps=train_config.eps,
+                  weight_decay=train_config.weight_decay, mask=weight_decay_mask))
+
+
+def make_train_step(model: VSLNet, tx: optax.GradientTransformation, highlight_lambda: float):
+  """The jitted step (state, constants, batch) -> (state, metrics); the state's buffers are donated."""
+
+  def train_step(state: TrainState, constants: dict, batch: dict):
+    dropout_rng = jax.random.fold_in(state.rng, state.step)
+
+    def loss_fn(params):
+      outputs = model.apply({"params": params, "constants": constants}, *(batch[k] for k in MODEL_INPUTS),
+                            deterministic=False, rngs={"dropout": dropout_rng})
+      return lm_losses.vslnet_loss(outputs, batch, highlight_lambda)
+
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return jax.jit(train_step, donate_argnums=0)
+
+
+def make_predict_fn(model: VSLNet):
+  """Jitted (variables, batch) -> (start_logits, end_logits), without dropout."""
+
+  def predict(variables, batch):
+    outputs = model.apply(variables, *(batch[k] for k in MODEL_INPUTS), deterministic=True)
+    return outputs["start_logits"], outputs["end_logits"]
+
+  return jax.jit(predict)
+
+
+def device_fields(batch: dict) -> dict:
+  return {k: batch[k] for k in DEVICE_FIELDS}
+
+
+def batch_options(config: ml_collections.ConfigDict) -> dict:
+  return dict(video_buckets=tuple(config.data.video_buckets), query_buckets=tuple(config.data.query_buckets),
+              char_buckets=tuple(config.data.char_buckets), highlight_extension=config.data.highlight_extension)
+
+
+def evaluate(predict_fn, variables: dict, dataset: charades_sta.CharadesSTA, split: str,
+             config: ml_collections.ConfigDict) -> dict[str, float]:
+  """R1@{0.3,0.5,0.7} and mIoU (%) on a split, VSLNet's inference (`span.predict_spans`) and IoU."""
+  ious = []
+  for batch in dataset.batches(split, config.eval.batch_size, shuffle=False, **batch_options(config)):
+    start_logits, end_logits = jax.device_get(predict_fn(variables, device_fields(batch)))
+    real = batch["example_mask"] > 0
+    start_index, end_index = span.predict_spans(start_logits[real], end_logits[real], batch["video_mask"][real])
+    start_time, end_time = span.index_to_time(start_index, end_index, batch["num_units"][real],
+                                              batch["duration"][real])
+    gt = np.stack([batch["gt_start"][real], batch["gt_end"][real]], axis=1)
+    ious.append(span.temporal_iou(np.stack([start_time, end_time], axis=1), gt))
+  return span.moment_metrics(np.concatenate(ious))
+
+
+def random_baseline(samples) -> dict[str, float]:
+  """The exact expected metrics of uniformly random valid spans on the same queries."""
+  return span.expected_random_span_metrics([s.num_units for s in samples], [s.duration for s in samples],
+                                           [[s.start, s.end] for s in samples])
+
+
+def resolve_feature_dir(config: ml_collections.ConfigDict, workdir: Path) -> Path:
+  """config.data.feature_dir if it exists, else synthetic features generated into <workdir>/synthetic_charades."""
+  feature_dir = Path(config.data.feature_dir)
+  if feature_dir.is_dir():
+    return feature_dir
+  out_dir = workdir / "synthetic_charades"
+  spec = synthetic_charades.SyntheticCharadesSpec(**config.data.synthetic.to_dict())
+  max_videos = config.data.max_videos or None
+  marker = charades_sta.read_synthetic_marker(out_dir) if out_dir.is_dir() else None
+  reusable = (marker is not None and marker.get("complete") and marker.get("parameters") == dataclasses.asdict(spec)
+              and (marker.get("max_videos") is None or (max_videos is not None and marker["max_videos"] >= max_videos)))
+  if reusable:
+    print(f"{SYNTHETIC_TAG} Charades features not found at {feature_dir}: reusing the SYNTHETIC features in {out_dir}")
+  else:
+    print(f"{SYNTHETIC_TAG} Charades features not found at {feature_dir}: generating SYNTHETIC features for the "
+          f"real Charades-STA annotations into {out_dir} (seed {spec.seed}, dim {spec.dim}"
+          f"{f', first {max_videos} videos per split' if max_videos else ''}); metrics will not be comparable to "
+          "published numbers", flush=True)
+    synthetic_charades.generate(config.data.annotation_dir, out_dir, spec, max_videos=max_videos)
+  return out_dir
+
+
+def _epoch_losses(history: list[dict]) -> dict[str, float]:
+  history = jax.device_get(history)
+  means = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+  if not all(math.isfinite(v) for v in means.values()):
+    raise FloatingPointError(f"non-finite training loss {means}; lower config.train.lr or check the features")
+  return means
+
+
+def train_and_evaluate_lm(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
+  """Trains VSLNet on Charades-STA train, evaluates on test every epoch; returns the summary it also writes to
+  <workdir>/results.json: best (by test R1@0.7) and last metrics, the random-span baseline, and the run facts."""
+  check_lm_config(config)
+  workdir = Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  feature_dir = resolve_feature_dir(config, workdir)
+  dataset = charades_sta.load_charades_sta(config.data.annotation_dir, config.data.glove_path, feature_dir,
+                                           max_pos_len=config.data.max_pos_len,
+                                           max_videos=config.data.max_videos or None)
+  if not dataset.train or not dataset.test:
+    raise ValueError(f"Charades-STA: need training and test queries, got {len(dataset.train)} and {len(dataset.test)}")
+  tag = f"{SYNTHETIC_TAG} " if dataset.synthetic else ""
+  visual_dim = dataset.train[0].video().shape[1]
+  print(f"{tag}LM training (VSLNet) on Charades-STA: {len(dataset.train)} train / {len(dataset.test)} test queries, "
+        f"{dataset.num_words} words ({dataset.word_dim}-d GloVe), {dataset.num_chars} chars; "
+        f"{dataset.describe_features()}; devices: {jax.devices()}", flush=True)
+
+  model = make_model(config, dataset.word_vectors, dataset.num_chars, visual_dim)
+  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+  variables = init_variables(model, init_rng, dataset.word_vectors)
+  constants = variables["constants"]
+  steps_per_epoch = math.ceil(len(dataset.train) / config.train.batch_size)
+  tx = make_optimizer(config.train, config.train.epochs * steps_per_epoch)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                     opt_state=tx.init(variables["params"]), rng=train_rng)
+  train_step = make_train_step(model, tx, config.train.highlight_lambda)
+  predict_fn = make_predict_fn(model)
+  baseline = random_baseline(dataset.test)
+
+  best_checkpoint = checkpoint.BestCheckpoint(workdir / "checkpoints" / "lm")
+  writer = run_log.JsonlWriter(workdir / "metrics.jsonl")
+  progress = run_log.Progress(f"{tag}LM", config.train.epochs)
+  shuffle_rng = np.random.default_rng(config.seed)
+  best_metrics, best_epoch, last_metrics = None, 0, None
+  try:
+    for epoch in range(1, config.train.epochs + 1):
+      start = time.perf_counter()
+      history = []
+      batches = dataset.batches("train", config.train.batch_size, shuffle=True, rng=shuffle_rng,
+                                **batch_options(config))
+      for i, batch in enumerate(batches):
+        state, metrics = train_step(state, constants, device_fields(batch))
+        history.append(metrics)
+        progress.step(epoch, i + 1, steps_per_epoch)
+      losses = _epoch_losses(history)
+      train_seconds = time.perf_counter() - start
+      last_metrics = evaluate(predict_fn, {"params": state.params, "constants": constants}, dataset, "test", config)
+      if best_metrics is None or last_metrics["R1@0.7"] >= best_metrics["R1@0.7"]:
+        best_metrics, best_epoch = last_metrics, epoch
+        best_checkpoint.save(epoch, {"params": state.params, "constants": constants},
+                             {"epoch": epoch, "step": int(state.step), "synthetic": dataset.synthetic, **last_metrics})
+      writer.write({"epoch": epoch, "step": int(state.step), **losses, **{f"test_{k}": v for k, v in last_metrics.items()},
+                    "synthetic": dataset.synthetic, "train_seconds": train_seconds,
+                    "eval_seconds": time.perf_counter() - start - train_seconds})
+      progress.epoch_done(epoch, {"loss": losses["loss"], **last_metrics})
+  finally:
+    best_checkpoint.close()
+    writer.close()
+
+  rows = [[f"best (epoch {best_epoch}, test R1@0.7)", *(best_metrics[k] for k in METRIC_NAMES)],
+          [f"last (epoch {config.train.epochs})", *(last_metrics[k] for k in METRIC_NAMES)],
+          ["random span (expected)", *(baseline[k] for k in METRIC_NAMES)]]
+  print(f"\n{tag}Charades-STA test, {len(dataset.test)} queries, % ({dataset.describe_features()})")
+  print(run_log.format_table(["", *METRIC_NAMES], rows))
+  summary = {"best_epoch": best_epoch, "best": best_metrics, "last": last_metrics, "random_baseline": baseline,
+             "synthetic": dataset.synthetic, "features": dataset.describe_features(),
+             "num_train": len(dataset.train), "num_test": len(dataset.test), "steps": int(state.step),
+             "num_words": dataset.num_words, "word_dim": dataset.word_dim, "num_chars": dataset.num_chars,
+             "visual_dim": visual_dim,
+             "checkpoint_dir": str(best_checkpoint.directory)}
+  (workdir / "results.json").write_text(json.dumps(summary, indent=1, default=float))
+  return summary
