@@ -9,8 +9,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import yaml
 
-from iptnet_jax.datasets import eccv16, tvsum_i3d
+from iptnet_jax.datasets import eccv16, splits, tvsum_i3d
 
 N_USERS = 20
 
@@ -58,6 +59,9 @@ def test_hand_checked_video_with_uniform_shots():
   expected[2, 34:40] = 1
   np.testing.assert_array_equal(fields["user_summary"], expected)
   np.testing.assert_allclose(stats.summary_fraction, 0.15)
+  # Per-user step scores for top-5 mAP: each user's score at each segment (constant within a segment here).
+  assert fields["user_scores"].dtype == np.float32
+  np.testing.assert_array_equal(fields["user_scores"], segment_scores.T)
   assert fields["features"].dtype == np.float32 and fields["features"].shape == (20, 4)
   assert fields["video_name"] == b"abc" and int(fields["n_steps"]) == 20
 
@@ -145,7 +149,11 @@ def _write_mat(path, videos):
         column[i, 0] = refs.create_dataset(f"{name}_{i}", data=value).ref
 
 
-def _write_shared(root: Path, videos):
+def _write_shared(root: Path, videos, domains=None):
+  """The shared folder's TVSum files for `videos`; domains: {video_id: TVSum category}, default all 'VT'.
+
+  umt_domain_splits.json gets one entry per domain (in order of first appearance): its last video is val."""
+  domains = domains or {v.video_id: "VT" for v in videos}
   ann = root / "vsumm" / "annotations"
   feat = root / "features" / "tvsum" / "video_features"
   ann.mkdir(parents=True)
@@ -155,10 +163,15 @@ def _write_shared(root: Path, videos):
     writer = csv.writer(f, delimiter="\t")
     writer.writerow(["h5_key", "video_id", "category", "title", "length_sec", "nframes"])
     for v in videos:
-      writer.writerow([v.h5_key, v.video_id, "VT", "a title", v.n_frames / v.fps, v.n_frames])
-  anno = {v.video_id: {"fps": v.fps, "frames": str(v.n_frames), "domain": "VT", "anno": v.umt_anno.tolist()}
-          for v in videos}
+      writer.writerow([v.h5_key, v.video_id, domains[v.video_id], "a title", v.n_frames / v.fps, v.n_frames])
+  anno = {v.video_id: {"fps": v.fps, "frames": str(v.n_frames), "domain": domains[v.video_id],
+                       "anno": v.umt_anno.tolist()} for v in videos}
   (root / "features" / "tvsum" / "tvsum_anno.json").write_text(json.dumps(anno))
+  by_domain = {}
+  for v in videos:
+    by_domain.setdefault(domains[v.video_id], []).append(v.video_id)
+  umt_splits = {d: {"train": ids[:-1], "val": ids[-1:]} for d, ids in by_domain.items()}
+  (root / tvsum_i3d.DOMAIN_SPLITS_RELPATH).write_text(json.dumps(umt_splits))
   for v in videos:
     np.save(feat / f"{v.video_id}_rgb.npy", v.rgb)
     np.save(feat / f"{v.video_id}_opt.npy", v.flow)
@@ -176,6 +189,8 @@ def test_build_dataset_from_generated_source_files(tmp_path):
     np.testing.assert_array_equal(video.features, expected[key]["features"])
     np.testing.assert_array_equal(video.user_summary, expected[key]["user_summary"].astype(bool))
     np.testing.assert_array_equal(video.change_points, expected[key]["change_points"])
+  for video in videos:  # user_scores = the UMT anno (T, 20), read back for top-5 mAP
+    np.testing.assert_array_equal(read[video.h5_key].user_scores, video.umt_anno)
   with h5py.File(out_path, "r") as h5:
     info = json.loads(h5.attrs["BUILD_INFO"])
   assert info["features"] == "rgb+flow" and info["frames_per_shot"] == 20
@@ -200,6 +215,57 @@ def test_cli_builds_a_subset_and_reports_errors(tmp_path, capsys):
   assert "exists" in capsys.readouterr().err
   assert tvsum_i3d.main(argv[:4] + ["--videos", "video_9"]) == 1
   assert "unknown video keys" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------ domain splits
+
+
+def test_domain_split_entries_follow_the_fixed_domain_order():
+  key_of_id = {f"id{i}": f"video_{i}" for i in range(1, 11)}
+  umt = {"BK": {"train": ("id1", "id2"), "val": ("id3",)},
+         "VT": {"train": ("id4", "id5", "id6"), "val": ("id7",)},
+         "DS": {"train": ("id8", "id9"), "val": ("id10",)}}
+  entries = tvsum_i3d.domain_split_entries(umt, key_of_id, "f.h5")
+  assert [e["domain"] for e in entries] == ["VT", "BK", "DS"]  # DOMAIN_ORDER, not the file's order
+  assert entries[0] == {"domain": "VT", "train_keys": ["f.h5/video_4", "f.h5/video_5", "f.h5/video_6"],
+                        "test_keys": ["f.h5/video_7"]}
+  assert entries[1]["test_keys"] == ["f.h5/video_3"]
+  assert tvsum_i3d.DOMAIN_ORDER == ("VT", "VU", "GA", "MS", "PK", "PR", "FM", "BK", "BT", "DS")
+
+
+@pytest.mark.parametrize("umt,categories,match", [
+    ({"XX": {"train": ("id1",), "val": ("id2",)}}, None, "unknown domains"),
+    ({"VT": {"train": ("id1",), "val": ("nope",)}}, None, "nope is not in"),
+    ({"VT": {"train": ("id1",), "val": ("id2",)}, "BK": {"train": ("id2",), "val": ("id3",)}}, None,
+     "id2 is in both VT and BK"),
+    ({"VT": {"train": ("id1",), "val": ("id2",)}}, {"id1": "VT", "id2": "GA"}, "category GA"),
+])
+def test_domain_split_entries_reject_inconsistent_splits(umt, categories, match):
+  key_of_id = {f"id{i}": f"video_{i}" for i in range(1, 4)}
+  with pytest.raises(tvsum_i3d.TvsumI3dError, match=match):
+    tvsum_i3d.domain_split_entries(umt, key_of_id, "f.h5", categories)
+
+
+def test_cli_writes_domain_splits_that_the_split_loader_reads(tmp_path):
+  videos = [_fake_video(np.random.default_rng(i), i + 1, n_steps=30) for i in range(6)]
+  domains = {v.video_id: ("BK" if i < 3 else "GA") for i, v in enumerate(videos)}
+  _write_shared(tmp_path / "shared", videos, domains)
+  out = tmp_path / "out"
+  argv = ["--shared", str(tmp_path / "shared"), "--out", str(out), "--shots", "uniform", "--domain-splits"]
+  assert tvsum_i3d.main(argv) == 0
+  h5_name = "eccv16_dataset_tvsum_i3d_rgb_uniform.h5"
+  yml = out / "eccv16_dataset_tvsum_i3d_rgb_uniform_umt_domains.yml"
+  assert tvsum_i3d.domain_splits_name(h5_name) == yml.name
+  raw = yaml.safe_load(yml.read_text())
+  assert [e["domain"] for e in raw] == ["GA", "BK"]
+  loaded = splits.load_splits(yml, out)
+  assert [r.video_key for r in loaded[0].train] == ["video_4", "video_5"]
+  assert [r.video_key for r in loaded[0].test] == ["video_6"]
+  assert [r.video_key for r in loaded[1].test] == ["video_3"]
+  assert all(r.h5_path == out / h5_name for s in loaded for r in (*s.train, *s.test))
+  # The listed videos are in the h5, with user scores.
+  read = eccv16.read_videos(out / h5_name, ["video_6"], require_user_summary=True)
+  assert read["video_6"].user_scores.shape == (30, N_USERS)
 
 
 def test_readers_cross_check_sources(tmp_path):
@@ -242,3 +308,16 @@ def test_real_videos_build_with_kts(tmp_path):
     fraction = video.user_summary.mean(axis=1)
     assert np.all((fraction >= 0.10) & (fraction <= 0.15)), (key, fraction)
   assert read["video_1"].n_frames == 10597
+  assert read["video_1"].user_scores.shape == (176, 20)
+  assert set(np.unique(read["video_1"].user_scores)) <= {1, 2, 3, 4, 5}
+
+
+@needs_shared
+def test_real_domain_splits_cover_the_50_videos_once(tmp_path):
+  path = tvsum_i3d.write_domain_splits(SHARED, tmp_path, "eccv16_dataset_tvsum_i3d_rgb_kts.h5")
+  entries = yaml.safe_load(path.read_text())
+  assert [e["domain"] for e in entries] == list(tvsum_i3d.DOMAIN_ORDER)
+  assert all(len(e["train_keys"]) == 4 and len(e["test_keys"]) == 1 for e in entries)
+  keys = [k for e in entries for k in e["train_keys"] + e["test_keys"]]
+  assert sorted(keys) == sorted(f"eccv16_dataset_tvsum_i3d_rgb_kts.h5/video_{i}" for i in range(1, 51))
+  assert entries[0]["test_keys"] == ["eccv16_dataset_tvsum_i3d_rgb_kts.h5/video_3"]  # VT val: J0nA4VgnoCo

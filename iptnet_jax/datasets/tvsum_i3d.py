@@ -19,6 +19,8 @@ What each video gets (reference_spec.md §2.1 layout):
   user_summary     float32 (20, n_frames) 0/1: per user, the 15 % knapsack keyshot summary of that user's
                    frame-level scores over the shots (`keyshots.get_keyshot_summ` with picks = arange(n_frames),
                    so a shot's value is the mean of the user's scores over all its frames)
+  user_scores      float32 (T, 20): each user's 1..5 score at each segment's midpoint (= tvsum_anno.json's
+                   anno), the labels of top-5 mAP highlight detection (vsumm/highlight.py)
   n_steps, video_name (YouTube id, bytes)   informational, as in the eccv16 files
 
 Shots (`--shots`):
@@ -32,6 +34,11 @@ Shots (`--shots`):
 The file name keeps 'tvsum' (DSNet's metric rule picks 'avg' from it):
   eccv16_dataset_tvsum_i3d_{rgb|rgbflow}_{kts|ktsauto|uniform}.h5
 with a root attribute BUILD_INFO (JSON: options, videos, sha256 of every source file).
+
+Highlight-detection splits (`--domain-splits`): umt_domain_splits.json (4 train + 1 val YouTube ids per TVSum
+domain) as a DSNet-style yml next to the h5, `<h5 stem>_umt_domains.yml`: one entry per domain in
+DOMAIN_ORDER (UMT's table order), train_keys = the 4 train videos, test_keys = the val video, keys
+'<h5 file name>/video_N', and `domain: XX` (the split loader ignores extra fields).
 """
 
 from __future__ import annotations
@@ -50,9 +57,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import yaml
 
 from iptnet_jax.datasets import eccv16
-from iptnet_jax.vsumm import keyshots, kts
+from iptnet_jax.vsumm import highlight, keyshots, kts
 
 SEGMENT_SECONDS = 2.0
 SUMMARY_PROPORTION = 0.15
@@ -63,6 +71,9 @@ SHOT_CHOICES = ("kts", "kts-auto", "uniform")
 MAT_RELPATH = "vsumm/annotations/ydata-tvsum50.mat"
 INFO_RELPATH = "vsumm/annotations/tvsum50_info.tsv"
 UMT_ANNO_RELPATH = "features/tvsum/tvsum_anno.json"
+DOMAIN_SPLITS_RELPATH = "features/tvsum/umt_domain_splits.json"
+# The 10 TVSum categories in the column order of UMT's (and earlier highlight papers') TVSum table.
+DOMAIN_ORDER = ("VT", "VU", "GA", "MS", "PK", "PR", "FM", "BK", "BT", "DS")
 FEATURE_DIR_RELPATH = "features/tvsum/video_features"
 
 
@@ -212,6 +223,7 @@ def build_video_fields(video: TvsumVideo, *, features: str = "rgb", shots: str =
       "n_frame_per_seg": n_frame_per_seg.astype(np.int64),
       "n_frames": np.int64(n_frames),
       "picks": picks,
+      "user_scores": step_user_scores.astype(np.float32),
       "n_steps": np.int64(n_steps),
       "video_name": np.bytes_(video.video_id),
   }
@@ -443,6 +455,74 @@ def build_dataset(shared_dir: str | os.PathLike, out_dir: str | os.PathLike, *, 
   return out_path, stats
 
 
+# ---------------------------------------------------------------------------------------------- domain splits
+
+
+def domain_splits_name(h5_name: str) -> str:
+  """The domain split file written for an h5: '<h5 stem>_umt_domains.yml'."""
+  return f"{Path(h5_name).stem}_umt_domains.yml"
+
+
+def read_info_categories(path: str | os.PathLike) -> dict[str, str]:
+  """tvsum50_info.tsv -> {YouTube id: category} (empty when the table has no category column)."""
+  path = _require_file(Path(path))
+  with open(path, newline="", encoding="utf-8") as f:
+    reader = csv.DictReader(f, delimiter="\t")
+    if "category" not in (reader.fieldnames or ()):
+      return {}
+    return {row["video_id"]: row["category"] for row in reader}
+
+
+def domain_split_entries(splits: Mapping[str, Mapping[str, Sequence[str]]], key_of_id: Mapping[str, str],
+                         h5_name: str, categories: Mapping[str, str] | None = None) -> list[dict]:
+  """UMT's per-domain splits as DSNet-style entries, one per domain in DOMAIN_ORDER.
+
+  splits: {domain: {'train': ids, 'val': ids}} (highlight.domain_splits); key_of_id: YouTube id -> video_N;
+  categories (optional): YouTube id -> TVSum category, checked against each video's domain.
+  """
+  unknown = sorted(set(splits) - set(DOMAIN_ORDER))
+  if unknown:
+    raise TvsumI3dError(f"domain splits: unknown domains {unknown}; expected TVSum's {list(DOMAIN_ORDER)}")
+  seen: dict[str, str] = {}
+  entries = []
+  for domain in (d for d in DOMAIN_ORDER if d in splits):
+    entry: dict = {"domain": domain}
+    for part, field in (("train", "train_keys"), ("val", "test_keys")):
+      keys = []
+      for video_id in splits[domain][part]:
+        if video_id not in key_of_id:
+          raise TvsumI3dError(f"domain splits: {domain} {part}: video {video_id} is not in {INFO_RELPATH}")
+        if video_id in seen:
+          raise TvsumI3dError(f"domain splits: video {video_id} is in both {seen[video_id]} and {domain}")
+        if categories and categories.get(video_id, domain) != domain:
+          raise TvsumI3dError(f"domain splits: video {video_id} ({key_of_id[video_id]}) is listed under {domain} "
+                              f"but {INFO_RELPATH} says category {categories[video_id]}")
+        seen[video_id] = domain
+        keys.append(f"{h5_name}/{key_of_id[video_id]}")
+      entry[field] = keys
+    entries.append(entry)
+  return entries
+
+
+def write_domain_splits(shared_dir: str | os.PathLike, out_dir: str | os.PathLike, h5_name: str, *,
+                        overwrite: bool = False) -> Path:
+  """Writes out_dir/<domain_splits_name(h5_name)> from the shared umt_domain_splits.json."""
+  shared = Path(shared_dir)
+  out_path = Path(out_dir) / domain_splits_name(h5_name)
+  if out_path.exists() and not overwrite:
+    raise FileExistsError(f"{out_path} exists; pass --overwrite to replace it")
+  key_of_id = {video_id: key for key, video_id, _ in read_info_tsv(shared / INFO_RELPATH)}
+  entries = domain_split_entries(highlight.domain_splits(shared / DOMAIN_SPLITS_RELPATH), key_of_id, h5_name,
+                                 read_info_categories(shared / INFO_RELPATH))
+  header = (f"# UMT's TVSum highlight-detection splits ({DOMAIN_SPLITS_RELPATH}): per domain, train_keys = the 4 "
+            f"train videos, test_keys = the val video.\n# Written by iptnet_jax.datasets.tvsum_i3d for {h5_name}.\n")
+  out_path.parent.mkdir(parents=True, exist_ok=True)
+  staging = out_path.with_name(out_path.name + ".staging")
+  staging.write_text(header + yaml.safe_dump(entries, sort_keys=False))
+  os.replace(staging, out_path)
+  return out_path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m iptnet_jax.datasets.tvsum_i3d", description=__doc__.split("\n")[0])
   parser.add_argument("--shared", type=Path, default=None,
@@ -454,12 +534,17 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--frames-per-shot", type=int, default=kts.ECCV16_FRAMES_PER_SHOT,
                       help="--shots kts: number of shots = ceil(n_frames / this) (eccv16 files: 150)")
   parser.add_argument("--videos", default=None, help="comma-separated keys (video_1,video_7); default all 50")
+  parser.add_argument("--domain-splits", action="store_true",
+                      help="also write UMT's per-domain highlight splits as <h5 stem>_umt_domains.yml")
   parser.add_argument("--overwrite", action="store_true")
   args = parser.parse_args(argv)
   keys = [k.strip() for k in args.videos.split(",") if k.strip()] if args.videos else None
+  shared = args.shared or default_shared_dir()
   try:
-    build_dataset(args.shared or default_shared_dir(), args.out, features=args.features, shots=args.shots,
-                  vmax=args.vmax, frames_per_shot=args.frames_per_shot, keys=keys, overwrite=args.overwrite)
+    out_path, _ = build_dataset(shared, args.out, features=args.features, shots=args.shots, vmax=args.vmax,
+                                frames_per_shot=args.frames_per_shot, keys=keys, overwrite=args.overwrite)
+    if args.domain_splits:
+      print(f"domain splits -> {write_domain_splits(shared, args.out, out_path.name, overwrite=args.overwrite)}")
   except (ValueError, FileNotFoundError, FileExistsError) as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
