@@ -58,6 +58,37 @@ def sm_config() -> ml_collections.ConfigDict:
   return config
 
 
+def iptnet_config(lm_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Full iPTNet: the SM fields of `sm_config`, the LM config (configs/charades.py) under `lm`, and `iptnet`."""
+  config = sm_config()
+  config.task = "iptnet"
+  config.train.lr = 1e-5  # the paper's SM learning rate
+  config.train.epochs = 100  # SM epochs: warm-up + collaborative rounds
+  config.lm = lm_config
+  config.lm.train.lr = 5e-4  # the paper's (and released code's) LM learning rate, plain Adam
+  # As the released LM: no positional table, so the query-free path reads summarization videos of any length.
+  config.lm.model.position_embedding = False
+  config.iptnet = ml_collections.ConfigDict()
+  config.iptnet.use_lm = True  # False: iPTNet-L (SM alone)
+  config.iptnet.propagation = True  # False: iPTNet-P (the SM's importance instead of the propagated map)
+  config.iptnet.teaching = True  # False: iPTNet-T (no teacher terms)
+  config.iptnet.variant = "released"  # PM: "released" (p = s + 0.5 sum cos s, sigma 4) or "paper" (Alg. 1)
+  config.iptnet.radius = 10  # s, the window half-width
+  config.iptnet.alpha = 0.5
+  config.iptnet.sigma = 4.0
+  config.iptnet.teacher_keep = 0.3  # gamma: teacher <- gamma teacher + (1 - gamma) student
+  config.iptnet.distribution = "softmax"  # maps -> distributions over time: "softmax" (released) or "normalize"
+  config.iptnet.direction = "target_to_student"  # KL(target || student) as torch's kl_div, or the reverse
+  config.iptnet.lm_teacher_dropout = True  # released-code quirk: the LM teacher stays in train mode
+  config.iptnet.sm_teacher_dropout = False  # and the SM teacher in eval mode
+  config.iptnet.lm_warmup_epochs = 2  # LM-only epochs first, as the released code
+  config.iptnet.sm_warmup_epochs = 10  # SM-only epochs before the collaborative rounds
+  config.iptnet.lm_steps_per_phase = 0  # LM batches per LM phase; 0 = a whole pass (released: 6000 samples)
+  config.iptnet.num_devices = 0  # devices of the data-parallel mesh; 0 = all
+  config.iptnet.distributed = False  # True: jax.distributed.initialize() for a multi-host run (BUILD.md)
+  return config
+
+
 class ConfigError(ValueError):
   """A configuration value outside its allowed range."""
 
@@ -99,3 +130,19 @@ def check_sm_config(config: ml_collections.ConfigDict) -> None:
   _require(config.eval.metric in ("auto", "avg", "max"), "eval.metric", config.eval.metric, "'auto', 'avg' or 'max'")
   _require(config.eval.batch_size >= 1, "eval.batch_size", config.eval.batch_size, "at least 1")
   _require(config.eval.random_seeds >= 0, "eval.random_seeds", config.eval.random_seeds, "non-negative")
+
+
+def check_iptnet_config(config: ml_collections.ConfigDict) -> None:
+  check_sm_config(config)
+  c = config.iptnet
+  _require(c.variant in ("released", "paper"), "iptnet.variant", c.variant, "'released' or 'paper'")
+  _require(c.radius >= 0, "iptnet.radius", c.radius, "a non-negative window half-width")
+  _require(c.sigma > 0, "iptnet.sigma", c.sigma, "a positive Gaussian width")
+  _require(0 <= c.teacher_keep <= 1, "iptnet.teacher_keep", c.teacher_keep, "a rate in [0, 1]")
+  _require(c.distribution in ("softmax", "normalize"), "iptnet.distribution", c.distribution,
+           "'softmax' or 'normalize'")
+  _require(c.direction in ("target_to_student", "student_to_target"), "iptnet.direction", c.direction,
+           "'target_to_student' or 'student_to_target'")
+  for field in ("lm_warmup_epochs", "sm_warmup_epochs", "lm_steps_per_phase", "num_devices"):
+    _require(c[field] >= 0, f"iptnet.{field}", c[field], "non-negative")
+  _require(config.lm.train.lr > 0, "lm.train.lr", config.lm.train.lr, "a positive learning rate")

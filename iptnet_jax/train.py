@@ -6,7 +6,7 @@ from pathlib import Path
 
 import ml_collections
 
-TASKS = ("sm", "lm")
+TASKS = ("sm", "lm", "iptnet")
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
@@ -17,4 +17,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -
   if config.task == "lm":
     from iptnet_jax.lm.train import train_and_evaluate_lm
     return train_and_evaluate_lm(config, workdir)
+  if config.task == "iptnet":
+    from iptnet_jax.iptnet.train import train_and_evaluate_iptnet
+    return train_and_evaluate_iptnet(config, workdir)
   raise ValueError(f"config.task={config.task!r}: expected one of {TASKS}")

@@ -1,10 +1,16 @@
-"""Test-wide JAX settings: CPU only, fast compiles."""
+"""Test-wide JAX settings: CPU only, fast compiles, one compilation cache for the session."""
 
 import os
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# Tests (and the command-line runs they start as subprocesses, which inherit the variable) compile many of the
+# same functions; a persistent cache for the session compiles each once.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="iptnet_jax_test_cache_"))
 
 import jax  # noqa: E402
 
 # Compile time dominates these small tests; XLA's optimisation passes buy nothing here.
 jax.config.update("jax_disable_most_optimizations", True)
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)

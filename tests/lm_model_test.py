@@ -197,3 +197,17 @@ class LstmTest(absltest.TestCase):
 
 if __name__ == "__main__":
   absltest.main()
+
+
+def test_without_position_embedding_any_length_is_accepted_and_no_table_exists():
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from iptnet_jax.lm.model import VSLNet, init_variables
+  model = VSLNet(num_words=6, num_chars=5, word_dim=4, dim=8, num_heads=2, max_pos_len=4, char_dim=4,
+                 char_channels=(2, 2, 2, 2), visual_dim=6, position_embedding=False)
+  variables = init_variables(model, jax.random.key(0), np.zeros((6, 4), np.float32))
+  assert "pos_embedding" not in variables["params"]["feature_encoder"]
+  video = jnp.ones((1, 10, 6))  # longer than max_pos_len
+  out = model.apply(variables, video, jnp.ones((1, 10)), deterministic=True, method=VSLNet.query_free_importance)
+  assert out.shape == (1, 10) and np.isfinite(np.asarray(out)).all()

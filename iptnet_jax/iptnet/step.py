@@ -90,8 +90,13 @@ def make_optimizer(sm_lr: float, sm_weight_decay: float, lm_lr: float, teacher_k
 
 
 def make_joint_step(sm_model: DSNetAF, lm_model: VSLNet, tx: optax.GradientTransformationExtraArgs,
-                    settings: JointSettings, mesh: jax.sharding.Mesh | None = None):
-  """The jitted step (state, lm_constants, batch) -> (state, metrics); state donated."""
+                    settings: JointSettings, mesh: jax.sharding.Mesh | None = None,
+                    sources: tuple[int, ...] = (SM_ONLY, LM_ONLY, LM_DATA, SM_DATA)):
+  """The jitted step (state, lm_constants, batch) -> (state, metrics); state donated.
+
+  `sources` are the data sources this run feeds; the others become inert branches that are never traced
+  through the models (iPTNet-L has no LM to trace).
+  """
 
   def divergence(target, student, mask, example_mask):
     return teaching.divergence(target, student, mask, example_mask, distribution=settings.distribution,
@@ -174,8 +179,11 @@ def make_joint_step(sm_model: DSNetAF, lm_model: VSLNet, tx: optax.GradientTrans
         return grads, metrics
       return run
 
-    branches = [branch(sm_only_loss, False), branch(lm_only_loss, True), branch(lm_data_loss, True),
-                branch(sm_data_loss, False)]
+    def inert(params):  # a source this run never feeds
+      return jax.tree.map(jnp.zeros_like, params), metrics_of()
+
+    losses = [(sm_only_loss, False), (lm_only_loss, True), (lm_data_loss, True), (sm_data_loss, False)]
+    branches = [branch(*losses[s]) if s in sources else inert for s in range(len(losses))]
     source = jnp.clip(batch["source"], 0, len(branches) - 1)
     grads, metrics = jax.lax.switch(source, branches, state.params)
     active_table = jnp.asarray(ACTIVE)[source]

@@ -300,15 +300,17 @@ class FeatureEncoder(nn.Module):
   kernel_size: int = 7
   num_layers: int = 4
   mask_conv_padding: bool = True
+  position_embedding: bool = True
 
   def setup(self):
-    self.pos_embedding = PositionalEmbedding(self.max_pos_len, self.dim)
+    if self.position_embedding:
+      self.pos_embedding = PositionalEmbedding(self.max_pos_len, self.dim)
     self.conv_block = DepthwiseSeparableConvBlock(self.dim, self.kernel_size, self.drop_rate, self.num_layers,
                                                   self.mask_conv_padding)
     self.attention_block = MultiHeadAttentionBlock(self.dim, self.num_heads, self.drop_rate)
 
   def __call__(self, x: jax.Array, mask: jax.Array, *, deterministic: bool) -> jax.Array:
-    features = x + self.pos_embedding(x)
+    features = x + self.pos_embedding(x) if self.position_embedding else x
     features = self.conv_block(features, mask, deterministic=deterministic)
     return self.attention_block(features, mask, deterministic=deterministic)
 
@@ -440,7 +442,8 @@ class ConditionedPredictor(nn.Module):
     elif self.predictor == "transformer":
       # Upstream applies this one encoder twice (start, then end), then separate LayerNorms.
       self.encoder = FeatureEncoder(self.dim, self.num_heads, self.max_pos_len, self.drop_rate,
-                                    mask_conv_padding=self.mask_conv_padding)
+                                    mask_conv_padding=self.mask_conv_padding,
+                                    position_embedding=self.position_embedding)
       self.start_layer_norm = nn.LayerNorm(epsilon=1e-6)
       self.end_layer_norm = nn.LayerNorm(epsilon=1e-6)
     else:
@@ -486,13 +489,17 @@ class VSLNet(nn.Module):
   # Upstream's `predictor` option; renamed because the submodule keeps upstream's name `predictor`.
   predictor_type: str = "rnn"
   mask_conv_padding: bool = True
+  # The released iPTNet LM ("LocNets") has no positional embedding; without it the encoder takes sequences
+  # of any length, which the query-free path needs on summarization videos longer than max_pos_len.
+  position_embedding: bool = True
 
   def setup(self):
     self.embedding_net = Embedding(self.num_words, self.num_chars, self.word_dim, self.char_dim, self.dim,
                                    self.drop_rate, self.char_channels, self.char_kernels)
     self.video_affine = VisualProjection(self.dim, self.drop_rate)
     self.feature_encoder = FeatureEncoder(self.dim, self.num_heads, self.max_pos_len, self.drop_rate,
-                                          mask_conv_padding=self.mask_conv_padding)
+                                          mask_conv_padding=self.mask_conv_padding,
+                                          position_embedding=self.position_embedding)
     self.cq_attention = CQAttention(self.dim, self.drop_rate)
     self.cq_concat = CQConcatenate(self.dim)
     self.highlight_layer = HighLightLayer()

@@ -96,7 +96,8 @@ def make_model(config: ml_collections.ConfigDict, word_vectors: np.ndarray, num_
   return VSLNet(num_words=word_vectors.shape[0], num_chars=num_chars, word_dim=word_vectors.shape[1], dim=m.dim,
                 num_heads=m.num_heads, drop_rate=m.drop_rate, max_pos_len=config.data.max_pos_len,
                 char_dim=m.char_dim, char_channels=tuple(m.char_channels), char_kernels=tuple(m.char_kernels),
-                visual_dim=visual_dim, predictor_type=m.predictor, mask_conv_padding=m.mask_conv_padding)
+                visual_dim=visual_dim, predictor_type=m.predictor, mask_conv_padding=m.mask_conv_padding,
+                position_embedding=m.get("position_embedding", True))
 
 
 def weight_decay_mask(params) -> dict:
