@@ -5,7 +5,8 @@ from ../shared/data; Charades I3D features from lm.data.feature_dir when present
 the real annotations (generated into the workdir; every LM figure then says so).
   python -m iptnet_jax.main --config=configs/tvsum.py --workdir=runs/tvsum
 Variants (`--config=configs/tvsum.py:P`): iptnet (default), P (no propagation), T (no teaching), L (no LM,
-the SM alone through the same step; `configs/tvsum_sm.py` is the plain DSNet trainer).
+the SM alone through the same step; `configs/tvsum_sm.py` is the plain DSNet trainer), lm_alone (the LM trained
+alone with the same LM passes: paper Fig. 5's baseline).
 """
 
 import importlib.util
@@ -28,8 +29,10 @@ def apply_variant(config, variant: str):
     config.iptnet.teaching = False
   elif variant == "L":
     config.iptnet.use_lm = False
+  elif variant == "lm_alone":
+    config.iptnet.joint = False
   elif variant != "iptnet":
-    raise ValueError(f"unknown variant {variant!r}; expected iptnet, P, T or L")
+    raise ValueError(f"unknown variant {variant!r}; expected iptnet, P, T, L or lm_alone")
   return config
 
 

@@ -72,6 +72,7 @@ def iptnet_config(lm_config: ml_collections.ConfigDict) -> ml_collections.Config
   config.iptnet.use_lm = True  # False: iPTNet-L (SM alone)
   config.iptnet.propagation = True  # False: iPTNet-P (the SM's importance instead of the propagated map)
   config.iptnet.teaching = True  # False: iPTNet-T (no teacher terms)
+  config.iptnet.joint = True  # False: the LM alone with the same LM passes (paper Fig. 5's baseline)
   config.iptnet.variant = "released"  # PM: "released" (p = s + 0.5 sum cos s, sigma 4) or "paper" (Alg. 1)
   config.iptnet.radius = 10  # s, the window half-width
   config.iptnet.alpha = 0.5
@@ -86,6 +87,10 @@ def iptnet_config(lm_config: ml_collections.ConfigDict) -> ml_collections.Config
   config.iptnet.lm_steps_per_phase = 0  # LM batches per LM phase; 0 = a whole pass (released: 6000 samples)
   config.iptnet.num_devices = 0  # devices of the data-parallel mesh; 0 = all
   config.iptnet.distributed = False  # True: jax.distributed.initialize() for a multi-host run (BUILD.md)
+  # Left empty / -1, jax.distributed.initialize detects them (TPU pods, SLURM, Open MPI, Kubernetes).
+  config.iptnet.coordinator_address = ""
+  config.iptnet.num_processes = -1
+  config.iptnet.process_id = -1
   return config
 
 

@@ -37,10 +37,16 @@ from iptnet_jax.sm import model as sm_model
 from iptnet_jax.sm import train as sm_train
 
 
-def schedule(epochs: int, sm_warmup_epochs: int, lm_warmup_epochs: int, use_lm: bool) -> list[int]:
-  """The sequence of phases, each a data source of the joint step (one pass over that source's data)."""
+def schedule(epochs: int, sm_warmup_epochs: int, lm_warmup_epochs: int, use_lm: bool, joint: bool = True
+             ) -> list[int]:
+  """The sequence of phases, each a data source of the joint step (one pass over that source's data).
+
+  joint=False is the LM trained alone with the same LM passes (paper Fig. 5's baseline): LM-only phases.
+  """
   if not use_lm:
     return [step_lib.SM_ONLY] * epochs
+  if not joint:
+    return [step_lib.LM_ONLY] * (lm_warmup_epochs + max(epochs - sm_warmup_epochs, 0))
   phases = [step_lib.LM_ONLY] * lm_warmup_epochs
   for epoch in range(epochs):
     phases += [step_lib.SM_ONLY] if epoch < sm_warmup_epochs else [step_lib.LM_DATA, step_lib.SM_DATA]
@@ -61,6 +67,8 @@ def ablation_name(config: ml_collections.ConfigDict) -> str:
   c = config.iptnet
   if not c.use_lm:
     return "iPTNet-L (no LM)"
+  if not c.joint:
+    return "LM alone (no joint training)"
   missing = [name for name, on in (("P", c.propagation), ("T", c.teaching)) if not on]
   return "iPTNet" + ("-" + "".join(missing) if missing else "")
 
@@ -76,6 +84,7 @@ class SplitResult:
   last_test_score: float
   random_score: float
   lm_test: dict | None
+  lm_train_loss: float | None  # mean LM supervised loss of the last LM phase
   checkpoint_dir: str
 
 
@@ -107,7 +116,7 @@ class _Loaded:
 
     # Built once: the jitted functions then compile once per shape for the whole run, not once per split.
     self.phases = schedule(config.train.epochs, config.iptnet.sm_warmup_epochs, config.iptnet.lm_warmup_epochs,
-                           self.lm_data is not None)
+                           self.lm_data is not None, config.iptnet.joint)
     self.sm = dataclasses.replace(sm_train.make_model(config), with_shift_head=True)
     if self.lm_data is not None:
       self.lm = lm_train.make_model(config.lm, self.lm_data.word_vectors, self.lm_data.num_chars, self.feature_dim)
@@ -153,6 +162,7 @@ def _train_split(config, split, loaded: _Loaded, workdir: Path, writer: run_log.
   progress = run_log.Progress(f"split {split.index}", config.train.epochs)
   shuffle_rng = np.random.default_rng(config.seed + split.index)
   sm_epoch = 0
+  lm_train_loss = None
 
   def score(params_sm, eval_videos):
     preds = inference.predict_videos(loaded.predict_fn, params_sm, eval_videos, config.eval.batch_size, buckets)
@@ -182,6 +192,8 @@ def _train_split(config, split, loaded: _Loaded, workdir: Path, writer: run_log.
       losses = {f"loss_{k}": v for k, v in _mean_metrics(history).items()}
       record = {"split": split.index, "phase": phase_index, "source": step_lib.SOURCE_NAMES[source],
                 "steps": len(history), **losses, "seconds": time.perf_counter() - start}
+      if source in (step_lib.LM_ONLY, step_lib.LM_DATA):
+        lm_train_loss = losses["loss_lm_supervised"]
       if source in (step_lib.SM_ONLY, step_lib.SM_DATA):
         sm_epoch += 1
         candidates = {"student": state.params["sm"], "teacher": teaching.teacher_params(state.opt_state)["sm"]}
@@ -211,7 +223,7 @@ def _train_split(config, split, loaded: _Loaded, workdir: Path, writer: run_log.
                                      protocol=config.eval.protocol, seed=config.seed)
               if config.eval.random_seeds else (float("nan"), float("nan")))
   return SplitResult(split.index, tracker["epoch"], tracker["model"], selection, tracker["test"], tracker["val"],
-                     tracker["last_test"], floor, lm_test, str(best.directory))
+                     tracker["last_test"], floor, lm_test, lm_train_loss, str(best.directory))
 
 
 def _mean_metrics(history: list[dict]) -> dict[str, float]:
@@ -229,8 +241,11 @@ def train_and_evaluate_iptnet(config: ml_collections.ConfigDict, workdir: str | 
   config_defaults.check_iptnet_config(config)
   if config.iptnet.use_lm:
     lm_train.check_lm_config(config.lm)
-  if config.iptnet.distributed:
-    jax.distributed.initialize()  # multi-host: coordinator and process ids from the environment (BUILD.md)
+  if config.iptnet.distributed:  # multi-host (BUILD.md): explicit coordinator, or detected from the cluster
+    c = config.iptnet
+    jax.distributed.initialize(coordinator_address=c.coordinator_address or None,
+                               num_processes=None if c.num_processes < 0 else c.num_processes,
+                               process_id=None if c.process_id < 0 else c.process_id)
   workdir = Path(workdir)
   loaded = _Loaded(config, workdir)
   workdir.mkdir(parents=True, exist_ok=True)
@@ -260,6 +275,7 @@ def train_and_evaluate_iptnet(config: ml_collections.ConfigDict, workdir: str | 
   lm_means = None
   if loaded.lm_data is not None:
     lm_means = {k: float(np.mean([r.lm_test[k] for r in results])) for k in results[0].lm_test}
+    lm_means["train_loss"] = float(np.mean([r.lm_train_loss for r in results]))
     tag = f"{lm_train.SYNTHETIC_TAG} " if loaded.lm_data.synthetic else ""
     print(f"{tag}LM student on Charades-STA test (mean over splits): "
           + ", ".join(f"{k} {v:.2f}" for k, v in lm_means.items()))
