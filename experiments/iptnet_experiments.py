@@ -10,16 +10,15 @@ and written to <workdir>/experiments.json. --base_variants passes extra variants
 
 from __future__ import annotations
 
-import ast
 import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
+from absl import app, flags, logging
 
-from iptnet_jax import run_log, train
+from iptnet_jax import config_defaults, run_log, train
 
 _CONFIG = flags.DEFINE_string("config", "configs/iptnet_demo.py", "Config file taking comma-separated variants.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the runs.")
@@ -28,7 +27,7 @@ _SPLITS = flags.DEFINE_string("splits", "", "Split indices, e.g. '0,1' (default:
 _EPOCHS = flags.DEFINE_integer("epochs", 0, "SM epochs (default: the config's).")
 _ONLY = flags.DEFINE_enum("only", "all", ["all", "ablations", "fig5"], "Which comparison to run.")
 _SET = flags.DEFINE_multi_string("set", [], "FIELD=VALUE config overrides for every run, e.g. train.lr=1e-4 "
-                                 "or data.buckets=(160,) (values parsed as Python literals).")
+                                 "or data.buckets=(160,) (Python literals; strings as written).")
 
 ABLATIONS = ("iptnet", "P", "T", "L")
 
@@ -42,20 +41,7 @@ def load_config(path: str, variants: str):
     config.data.splits = _SPLITS.value
   if _EPOCHS.value:
     config.train.epochs = _EPOCHS.value
-  for item in _SET.value:
-    field, sep, value = item.partition("=")
-    if not sep:
-      raise app.UsageError(f"--set {item!r}: expected FIELD=VALUE")
-    *parents, leaf = field.split(".")
-    node = config
-    for name in parents:
-      node = node[name]
-    if leaf not in node:
-      raise app.UsageError(f"--set {item!r}: the config has no field {field!r}")
-    try:
-      node[leaf] = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      node[leaf] = value  # a plain string
+  config_defaults.apply_overrides(config, [config_defaults.parse_override(item) for item in _SET.value])
   return config
 
 
@@ -90,6 +76,7 @@ def fig5_table(joint: dict, alone: dict) -> str:
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)
   results = {}
   if _ONLY.value in ("all", "ablations"):
     for method in ABLATIONS:

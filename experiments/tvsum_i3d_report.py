@@ -22,7 +22,6 @@ shapes for every split; --no-compile-cache turns it off.
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import importlib.util
 import json
@@ -41,12 +40,11 @@ if str(REPO) not in sys.path:  # run as a script from anywhere
   sys.path.insert(0, str(REPO))
 
 from iptnet_jax import run_log  # noqa: E402
+from iptnet_jax.config_defaults import apply_overrides, parse_override  # noqa: E402,F401
 from iptnet_jax import train as train_lib  # noqa: E402
 from iptnet_jax.datasets import splits as splits_lib  # noqa: E402
 from iptnet_jax.datasets import summarization, tvsum_i3d  # noqa: E402
 from iptnet_jax.sm import inference  # noqa: E402
-from iptnet_jax.vsumm import evaluate as vsumm_eval  # noqa: E402
-from iptnet_jax.vsumm import highlight  # noqa: E402
 
 UMT_PUBLISHED_TOP5_MAP = 83.1  # UMT (Liu et al., CVPR 2022) on these I3D features, with audio; mean of 10 domains
 BENCHMARKS = ("fscore", "highlight")
@@ -104,41 +102,6 @@ def ensure_data(shared: Path, data_dir: Path, features: str, *, domain_splits: b
 # ---------------------------------------------------------------------------------------------- config
 
 
-def parse_override(item: str) -> tuple[str, str]:
-  field, sep, text = item.partition("=")
-  if not sep or not field.strip():
-    raise ReportError(f"--set {item!r}: expected FIELD=VALUE, e.g. train.lr=1e-4")
-  return field.strip(), text
-
-
-def _override_value(field: str, text: str, current):
-  """The text as a value of the field's type: strings stay as written, the rest is a Python literal."""
-  if isinstance(current, str):
-    return text
-  try:
-    value = ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    raise ReportError(f"--set {field}={text}: expected a Python literal like {current!r}") from None
-  if isinstance(current, tuple) and isinstance(value, (list, int)):
-    value = tuple(value) if isinstance(value, list) else (value,)
-  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-    value = float(value)
-  return value
-
-
-def apply_overrides(config, overrides: Sequence[tuple[str, str]]) -> None:
-  for field, value in overrides:
-    *parents, leaf = field.split(".")
-    node = config
-    for part in parents:
-      if part not in node:
-        raise ReportError(f"--set {field}: the config has no field '{part}'")
-      node = node[part]
-    if leaf not in node:
-      raise ReportError(f"--set {field}: the config has no field '{leaf}'")
-    node[leaf] = _override_value(field, value, node[leaf])
-
-
 def fscore_config(args, overrides):
   config = load_config("tvsum_i3d", FEATURE_VARIANTS[args.features])
   config.data.dataset_dir = str(args.data)
@@ -181,23 +144,6 @@ def split_domains(split_file: Path) -> list[str]:
 # ---------------------------------------------------------------------------------------------- floor
 
 
-def random_floor_per_seed(videos, *, num_seeds: int, metric: str, protocol: str, seed: int) -> np.ndarray:
-  """(num_seeds,) split scores of uniform random step scores: the draws of `inference.random_floor` (same
-  generator, same order), kept per seed so that floors can be averaged over splits before the std."""
-  rng = np.random.default_rng(seed)
-  per_seed = []
-  for _ in range(num_seeds):
-    if protocol == "top5_map":
-      per_seed.append(np.mean([highlight.top5_map(rng.random(v.num_steps, dtype=np.float32), v.user_scores)
-                               for v in videos]))
-    else:
-      per_seed.append(np.mean([
-          vsumm_eval.random_score_fscore(v.change_points, v.n_frames, v.n_frame_per_seg, v.picks, v.user_summary,
-                                         inference.resolve_eval_metric(v, metric), rng)
-          for v in videos]))
-  return np.asarray(per_seed, dtype=np.float64)
-
-
 def floor_matrix(config) -> np.ndarray:
   """(seeds, splits) random-score floor of the config's selected splits' test videos."""
   from iptnet_jax import config_defaults
@@ -206,7 +152,7 @@ def floor_matrix(config) -> np.ndarray:
                                       splits_lib.parse_h5_renames(config.data.h5_renames))
   chosen = [all_splits[i] for i in config_defaults.parse_split_selection(config.data.splits, len(all_splits))]
   videos = summarization.load_split_videos(chosen)
-  return np.stack([random_floor_per_seed([videos[r] for r in split.test], num_seeds=config.eval.random_seeds,
+  return np.stack([inference.random_floor_per_seed([videos[r] for r in split.test], num_seeds=config.eval.random_seeds,
                                          metric=config.eval.metric, protocol=config.eval.protocol,
                                          seed=config.seed) for split in chosen], axis=1)
 

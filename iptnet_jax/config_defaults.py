@@ -6,6 +6,7 @@ any data is read, with an error naming the config field.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 
 import ml_collections
@@ -151,3 +152,40 @@ def check_iptnet_config(config: ml_collections.ConfigDict) -> None:
   for field in ("lm_warmup_epochs", "sm_warmup_epochs", "lm_steps_per_phase", "num_devices"):
     _require(c[field] >= 0, f"iptnet.{field}", c[field], "non-negative")
   _require(config.lm.train.lr > 0, "lm.train.lr", config.lm.train.lr, "a positive learning rate")
+
+
+def parse_override(item: str) -> tuple[str, str]:
+  """'FIELD=VALUE' (a command-line override) -> (field, value text)."""
+  field, sep, text = item.partition("=")
+  if not sep or not field.strip():
+    raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. train.lr=1e-4")
+  return field.strip(), text
+
+
+def _override_value(field: str, text: str, current):
+  """The text as a value of the field's type: strings stay as written, the rest is a Python literal."""
+  if isinstance(current, str):
+    return text
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    raise ConfigError(f"--set {field}={text}: expected a Python literal like {current!r}") from None
+  if isinstance(current, tuple) and isinstance(value, (list, int)):
+    value = tuple(value) if isinstance(value, list) else (value,)
+  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  return value
+
+
+def apply_overrides(config, overrides) -> None:
+  """Sets each (dotted field, value text) on the config; the field must exist."""
+  for field, value in overrides:
+    *parents, leaf = field.split(".")
+    node = config
+    for part in parents:
+      if part not in node:
+        raise ConfigError(f"--set {field}: the config has no field '{part}'")
+      node = node[part]
+    if leaf not in node:
+      raise ConfigError(f"--set {field}: the config has no field '{leaf}'")
+    node[leaf] = _override_value(field, value, node[leaf])

@@ -82,9 +82,9 @@ def split_score(videos: Sequence[eccv16.SummVideo], preds: dict[str, dict[str, n
   return float(np.mean(list(per_video.values())))
 
 
-def random_floor(videos: Sequence[eccv16.SummVideo], *, num_seeds: int, metric: str, protocol: str = "fscore",
-                 seed: int = 0) -> tuple[float, float]:
-  """(mean, std over seeds) of the split score of uniform random step scores (F1: on the same shots)."""
+def random_floor_per_seed(videos: Sequence[eccv16.SummVideo], *, num_seeds: int, metric: str,
+                          protocol: str = "fscore", seed: int = 0) -> np.ndarray:
+  """(num_seeds,) split scores of uniform random step scores (F1: through the same shots and knapsack)."""
   rng = np.random.default_rng(seed)
   per_seed = []
   for _ in range(num_seeds):
@@ -96,4 +96,11 @@ def random_floor(videos: Sequence[eccv16.SummVideo], *, num_seeds: int, metric: 
           vsumm_eval.random_score_fscore(v.change_points, v.n_frames, v.n_frame_per_seg, v.picks, v.user_summary,
                                          resolve_eval_metric(v, metric), rng)
           for v in videos]))
+  return np.asarray(per_seed, dtype=np.float64)
+
+
+def random_floor(videos: Sequence[eccv16.SummVideo], *, num_seeds: int, metric: str, protocol: str = "fscore",
+                 seed: int = 0) -> tuple[float, float]:
+  """(mean, std over seeds) of `random_floor_per_seed`."""
+  per_seed = random_floor_per_seed(videos, num_seeds=num_seeds, metric=metric, protocol=protocol, seed=seed)
   return float(np.mean(per_seed)), float(np.std(per_seed))
