@@ -19,6 +19,9 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.task = "lm"
   config.seed = 12345  # VSLNet main_t7.py
+  # An upstream VSLNet (PyTorch) checkpoint to start from (iptnet_jax.porting, needs torch): a .t7 / .pth state_dict
+  # or upstream's model folder (its last <name>_<step>.t7). Evaluated as epoch 0; train.epochs=0 only evaluates it.
+  config.init_from = ""
 
   config.data = ml_collections.ConfigDict()
   config.data.annotation_dir = "../shared/data/charades_sta"  # charades_sta_{train,test}.txt + charades.json

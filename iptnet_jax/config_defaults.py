@@ -152,6 +152,10 @@ def check_iptnet_config(config: ml_collections.ConfigDict) -> None:
   for field in ("lm_warmup_epochs", "sm_warmup_epochs", "lm_steps_per_phase", "num_devices"):
     _require(c[field] >= 0, f"iptnet.{field}", c[field], "non-negative")
   _require(config.lm.train.lr > 0, "lm.train.lr", config.lm.train.lr, "a positive learning rate")
+  # The LM-alone trainer's upstream-checkpoint start; the iPTNet LM has no positional table and starts from
+  # its own LM warm-up, so a path here would be silently ignored.
+  _require(not config.lm.get("init_from"), "lm.init_from", config.lm.get("init_from"),
+           "empty for iPTNet runs (only task='lm' starts from a VSLNet checkpoint)")
 
 
 def parse_override(item: str) -> tuple[str, str]:

@@ -65,3 +65,12 @@ def test_mismatched_feature_widths_are_one_clear_error(tmp_path):
   config.lm.data.synthetic.dim = 32  # the SM's synthetic videos are 64-d
   with pytest.raises(ValueError, match="feature widths differ"):
     train.train_and_evaluate(config, tmp_path)
+
+
+def test_lm_checkpoint_start_is_refused_for_iptnet_runs(tmp_path):
+  # Only task='lm' ports an upstream VSLNet checkpoint; an iPTNet run must not silently ignore the path.
+  config = load_config("iptnet_demo", "smoke")
+  config.lm.init_from = str(tmp_path / "vslnet_300.t7")
+  with pytest.raises(ValueError, match=r"config\.lm\.init_from=.*only task='lm'"):
+    train.train_and_evaluate(config, tmp_path)
+  assert not any(tmp_path.iterdir())  # refused before anything is written

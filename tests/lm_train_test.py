@@ -117,5 +117,55 @@ class TrainAndEvaluateTest(absltest.TestCase):
       self.assertEqual(jax.tree.structure(variables), jax.tree.structure(abstract))
 
 
+class InitFromTest(absltest.TestCase):
+
+  def test_upstream_checkpoint_is_evaluated_as_epoch_0_and_kept_unchanged(self):
+    try:
+      import torch
+    except ImportError:
+      self.skipTest("reading a PyTorch checkpoint needs torch")
+    from iptnet_jax import porting
+    from iptnet_jax.datasets import charades_sta
+    from iptnet_jax.lm.model import init_variables
+    config = _charades_config("smoke")
+    config.data.annotation_dir = str(REPO / config.data.annotation_dir)
+    config.data.glove_path = str(REPO / config.data.glove_path)
+    if not Path(config.data.annotation_dir).is_dir() or not Path(config.data.glove_path).is_file():
+      self.skipTest(f"Charades-STA annotations / GloVe not found under {REPO.parent / 'shared' / 'data'}")
+    config.data.feature_dir = "/nonexistent/charades_features"
+    config.data.max_videos = 20
+    config.train.epochs = 0  # evaluate the checkpoint only
+    with tempfile.TemporaryDirectory() as workdir, contextlib.redirect_stdout(io.StringIO()) as stdout:
+      # An "upstream" checkpoint of the configured model, in upstream's layout and folder naming.
+      feature_dir = lm_train.resolve_feature_dir(config, Path(workdir))
+      dataset = charades_sta.load_charades_sta(config.data.annotation_dir, config.data.glove_path, feature_dir,
+                                               max_pos_len=config.data.max_pos_len, max_videos=20)
+      model = lm_train.make_model(config, dataset.word_vectors, dataset.num_chars, dataset.feature_dim)
+      variables = init_variables(model, jax.random.key(7), dataset.word_vectors)
+      state_dict = porting.vslnet_state_dict_from_variables(jax.device_get(variables))
+      model_dir = Path(workdir) / "ckpt_t7" / "vslnet_charades_new_32_rnn" / "model"
+      model_dir.mkdir(parents=True)
+      torch.save({k: torch.tensor(v) for k, v in state_dict.items()}, model_dir / "vslnet_40.t7")
+      config.init_from = str(model_dir.parent)
+
+      result = lm_train.train_and_evaluate_lm(config, workdir)
+      self.assertIn(f"initial parameters from {model_dir / 'vslnet_40.t7'}", stdout.getvalue())
+      self.assertEqual(result["best_epoch"], 0)
+      records = [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
+      self.assertEqual([r["epoch"] for r in records], [0])
+      kept = checkpoint.BestCheckpoint(result["checkpoint_dir"])
+      try:
+        restored, _ = kept.restore(jax.eval_shape(lambda: variables))
+      finally:
+        kept.close()
+      jax.tree.map(np.testing.assert_array_equal, restored, jax.device_get(variables))
+
+      # Word vectors of another vocabulary: refused, naming the key.
+      state_dict[porting.VSLNET_GLOVE_KEY] = state_dict[porting.VSLNET_GLOVE_KEY][::-1].copy()
+      torch.save({k: torch.tensor(v) for k, v in state_dict.items()}, model_dir / "vslnet_50.t7")
+      with self.assertRaisesRegex(porting.StateDictMismatchError, "embedding_net.word_emb.glove_vec differs"):
+        lm_train.train_and_evaluate_lm(config, workdir)
+
+
 if __name__ == "__main__":
   absltest.main()

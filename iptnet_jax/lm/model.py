@@ -40,8 +40,8 @@ convention.
 
 Deliberate deviations from upstream, all visible only on padded inputs (char padding is NOT masked, as upstream):
 * `mask_conv_padding=True` (default) zeroes padded steps before each depthwise conv. Upstream convolves the
-  padding (projected zero features + position embeddings) into the last 3 valid steps, so its outputs depend on
-  how far a batch is padded; with bucketed padding that would change results with the bucket. With the mask,
+  padding (projected zero features + position embeddings) into the last valid steps (3 per kernel-7 conv
+  layer, 12 after the encoder's 4), so its outputs depend on how far a batch is padded; with bucketed padding that would change results with the bucket. With the mask,
   every sample behaves as it would alone in an unpadded batch, which is exactly upstream's behaviour for an
   unpadded input. Set it to False to reproduce upstream's leak bit for bit.
 * `query_free_importance` uses the real video mask where the iPTNet code (`with_sum_data`) used an all-ones
@@ -434,6 +434,7 @@ class ConditionedPredictor(nn.Module):
   drop_rate: float
   predictor: str = "rnn"
   mask_conv_padding: bool = True
+  position_embedding: bool = True
 
   def setup(self):
     if self.predictor == "rnn":
@@ -504,7 +505,8 @@ class VSLNet(nn.Module):
     self.cq_concat = CQConcatenate(self.dim)
     self.highlight_layer = HighLightLayer()
     self.predictor = ConditionedPredictor(self.dim, self.num_heads, self.max_pos_len, self.drop_rate,
-                                          self.predictor_type, self.mask_conv_padding)
+                                          self.predictor_type, self.mask_conv_padding,
+                                          self.position_embedding)
 
   def __call__(self, video: jax.Array, video_mask: jax.Array, word_ids: jax.Array, char_ids: jax.Array,
                query_mask: jax.Array, *, deterministic: bool) -> dict[str, jax.Array]:

@@ -4,8 +4,10 @@
   b1 0.9, b2 0.999, eps 1e-6, decoupled weight decay 0.01 on every parameter except biases and LayerNorms:
   torch's `no_decay = ['bias', 'layer_norm', 'LayerNorm']` name rule applied to the Flax path). The frozen
   GloVe rows are in the 'constants' collection, so they are neither differentiated nor seen by the optimizer.
-  One small difference from `transformers.AdamW`: torch adds eps to sqrt(v) before bias correction, optax
-  after, so the effective eps differs by sqrt(1 - b2^t) during the first few thousand steps.
+  This is torch.optim.AdamW's update (tests/parity_lm_test.py checks it step by step). Upstream's
+  `transformers.AdamW` adds eps to sqrt(v) BEFORE bias correction, so its effective eps is eps / sqrt(1 - b2^t)
+  (~3e-5 at step 1): parameters whose gradients are ~1e-4 (the LSTM's recurrent weights at init) move up to
+  ~25% less per step early in training. Trajectories therefore differ from upstream's on those parameters.
 * One jitted train step per padded (video, query, char) bucket shape; the state is donated.
 * After every epoch: evaluation on the test split (R1@{0.3,0.5,0.7}, mIoU through `lm.span`), one JSON line in
   <workdir>/metrics.jsonl, and the best parameters by test R1@0.7 kept with orbax (VSLNet selects on the test
@@ -13,6 +15,11 @@
   "[synthetic features]".
 * When config.data.feature_dir does not exist, synthetic features for the real annotations are generated into
   <workdir>/synthetic_charades (`datasets.synthetic_charades`), and the run says so.
+* `config.init_from`: start from an upstream VSLNet (PyTorch) checkpoint, a `.t7` / `.pth` state_dict or
+  upstream's model folder (its last `<name>_<step>.t7`), ported by `iptnet_jax.porting` (needs torch; keys and
+  shapes are checked against the configured model, a mismatch names the key). Its GloVe rows must equal the
+  dataset's (same vocabulary). The loaded model is evaluated before training, as epoch 0; with
+  train.epochs=0 that is all the run does.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from iptnet_jax import checkpoint, run_log
+from iptnet_jax import checkpoint, porting, run_log
 from iptnet_jax.datasets import charades_sta, synthetic_charades
 from iptnet_jax.datasets.batching import bucket_length
 from iptnet_jax.lm import losses as lm_losses
@@ -82,7 +89,7 @@ def check_lm_config(config: ml_collections.ConfigDict) -> None:
   require(len(config.model.char_channels) == len(config.model.char_kernels), "model.char_channels",
           "one channel count per entry of model.char_kernels")
   require(config.model.predictor in ("rnn", "transformer"), "model.predictor", "'rnn' or 'transformer'")
-  require(config.train.epochs >= 1, "train.epochs", "at least 1")
+  require(config.train.epochs >= 0, "train.epochs", "0 (evaluate the initial model only) or more")
   require(config.train.batch_size >= 1, "train.batch_size", "at least 1")
   require(config.train.lr > 0, "train.lr", "a positive learning rate")
   require(config.train.weight_decay >= 0, "train.weight_decay", "non-negative")
@@ -200,6 +207,22 @@ def resolve_feature_dir(config: ml_collections.ConfigDict, workdir: Path) -> Pat
   return out_dir
 
 
+def load_initial_variables(path: str, variables: dict, word_vectors: np.ndarray, glove_path: str) -> dict:
+  """{'params', 'constants'} from an upstream VSLNet checkpoint file, checked against `variables` (the configured
+  model's); its GloVe rows must be the dataset's, or word ids would index other words."""
+  loaded = porting.load_vslnet_checkpoint(path, variables)
+  glove = loaded["constants"]["embedding_net"]["word_emb"]["glove_vec"]
+  diff = np.abs(glove - np.asarray(word_vectors, np.float32)[2:]).max(axis=1)
+  if np.any(diff > 1e-5):
+    row = int(np.argmax(diff > 1e-5)) + 2
+    raise porting.StateDictMismatchError(
+        f"{path}: {porting.VSLNET_GLOVE_KEY} differs from the word vectors of {glove_path} for this vocabulary "
+        f"(first at word id {row}, max |diff| {float(diff.max()):.3g}): the checkpoint was trained with another "
+        "vocabulary or GloVe file, so our word ids would index other words")
+  print(f"LM: initial parameters from {path}")
+  return jax.tree.map(jnp.asarray, loaded)
+
+
 def _epoch_losses(history: list[dict]) -> dict[str, float]:
   history = jax.device_get(history)
   means = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
@@ -212,6 +235,8 @@ def train_and_evaluate_lm(config: ml_collections.ConfigDict, workdir: str | Path
   """Trains VSLNet on Charades-STA train, evaluates on test every epoch; returns the summary it also writes to
   <workdir>/results.json: best (by test R1@0.7) and last metrics, the random-span baseline, and the run facts."""
   check_lm_config(config)
+  # The checkpoint file is resolved before any data is read, so that a wrong path fails at once.
+  init_path = porting.vslnet_checkpoint_path(config.init_from) if config.get("init_from") else None
   workdir = Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   feature_dir = resolve_feature_dir(config, workdir)
@@ -229,6 +254,8 @@ def train_and_evaluate_lm(config: ml_collections.ConfigDict, workdir: str | Path
   model = make_model(config, dataset.word_vectors, dataset.num_chars, visual_dim)
   init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
   variables = init_variables(model, init_rng, dataset.word_vectors)
+  if init_path is not None:
+    variables = load_initial_variables(init_path, variables, dataset.word_vectors, config.data.glove_path)
   constants = variables["constants"]
   steps_per_epoch = math.ceil(len(dataset.train) / config.train.batch_size)
   tx = make_optimizer(config.train, config.train.epochs * steps_per_epoch)
@@ -243,7 +270,23 @@ def train_and_evaluate_lm(config: ml_collections.ConfigDict, workdir: str | Path
   progress = run_log.Progress(f"{tag}LM", config.train.epochs)
   shuffle_rng = np.random.default_rng(config.seed)
   best_metrics, best_epoch, last_metrics = None, 0, None
+
+  def evaluate_epoch(epoch: int, losses: dict, start: float, train_seconds: float) -> None:
+    nonlocal best_metrics, best_epoch, last_metrics
+    last_metrics = evaluate(predict_fn, {"params": state.params, "constants": constants}, dataset, "test", config)
+    if best_metrics is None or last_metrics["R1@0.7"] >= best_metrics["R1@0.7"]:
+      best_metrics, best_epoch = last_metrics, epoch
+      best_checkpoint.save(epoch, {"params": state.params, "constants": constants},
+                           {"epoch": epoch, "step": int(state.step), "synthetic": dataset.synthetic, **last_metrics})
+    writer.write({"epoch": epoch, "step": int(state.step), **losses,
+                  **{f"test_{k}": v for k, v in last_metrics.items()},
+                  "synthetic": dataset.synthetic, "train_seconds": train_seconds,
+                  "eval_seconds": time.perf_counter() - start - train_seconds})
+    progress.epoch_done(epoch, ({"loss": losses["loss"]} if losses else {}) | last_metrics)
+
   try:
+    if init_path is not None or config.train.epochs == 0:
+      evaluate_epoch(0, {}, time.perf_counter(), 0.0)  # the starting point, e.g. an upstream checkpoint's metrics
     for epoch in range(1, config.train.epochs + 1):
       start = time.perf_counter()
       history = []
@@ -253,17 +296,7 @@ def train_and_evaluate_lm(config: ml_collections.ConfigDict, workdir: str | Path
         state, metrics = train_step(state, constants, device_fields(batch))
         history.append(metrics)
         progress.step(epoch, i + 1, steps_per_epoch)
-      losses = _epoch_losses(history)
-      train_seconds = time.perf_counter() - start
-      last_metrics = evaluate(predict_fn, {"params": state.params, "constants": constants}, dataset, "test", config)
-      if best_metrics is None or last_metrics["R1@0.7"] >= best_metrics["R1@0.7"]:
-        best_metrics, best_epoch = last_metrics, epoch
-        best_checkpoint.save(epoch, {"params": state.params, "constants": constants},
-                             {"epoch": epoch, "step": int(state.step), "synthetic": dataset.synthetic, **last_metrics})
-      writer.write({"epoch": epoch, "step": int(state.step), **losses, **{f"test_{k}": v for k, v in last_metrics.items()},
-                    "synthetic": dataset.synthetic, "train_seconds": train_seconds,
-                    "eval_seconds": time.perf_counter() - start - train_seconds})
-      progress.epoch_done(epoch, {"loss": losses["loss"], **last_metrics})
+      evaluate_epoch(epoch, _epoch_losses(history), start, time.perf_counter() - start)
   finally:
     best_checkpoint.close()
     writer.close()
