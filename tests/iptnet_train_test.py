@@ -25,6 +25,10 @@ def test_schedule_warms_up_then_alternates_non_mixing_rounds():
   assert iptnet_train.schedule(4, sm_warmup_epochs=2, lm_warmup_epochs=1, use_lm=True) == [L, S, S, LD, SD, LD, SD]
   assert iptnet_train.schedule(3, sm_warmup_epochs=5, lm_warmup_epochs=0, use_lm=True) == [S, S, S]
   assert iptnet_train.schedule(3, sm_warmup_epochs=0, lm_warmup_epochs=2, use_lm=False) == [S, S, S]
+  # Fig. 5's baseline: the LM alone gets as many LM passes as the joint schedule (warm-up + one per round).
+  joint = iptnet_train.schedule(4, sm_warmup_epochs=2, lm_warmup_epochs=1, use_lm=True)
+  alone = iptnet_train.schedule(4, sm_warmup_epochs=2, lm_warmup_epochs=1, use_lm=True, joint=False)
+  assert alone == [L, L, L] and len(alone) == joint.count(L) + joint.count(LD)
 
 
 @pytest.mark.parametrize("variant, name, flags", [
