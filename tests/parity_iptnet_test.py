@@ -3,7 +3,7 @@ the divergence D in float64, the EMA teacher, and the LM phase of our joint step
 against torch Adam + clip_grad_norm_ + EMA on the VSLNet restatement (tests/reference/vslnet_torch.py).
 
 Skips without torch (`pip install torch==2.13.0`). Comparisons and tolerances are the ones `python -m
-iptnet_jax.parity` reports (iptnet_jax/parity.py).
+iptnet_jax.parity` reports (iptnet_jax/parity/).
 """
 
 import jax

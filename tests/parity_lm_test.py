@@ -2,7 +2,7 @@
 porting for VSLNet.
 
 The porting checks need no torch; the parity checks skip without it (`pip install torch==2.13.0`). Comparisons
-and tolerances are the ones `python -m iptnet_jax.parity` reports (iptnet_jax/parity.py); the default-size and
+and tolerances are the ones `python -m iptnet_jax.parity` reports (iptnet_jax/parity/); the default-size and
 no-positional-table forward cases and the loss case with upstream's padding are in the report only (same code
 paths, compile time).
 """

@@ -1,7 +1,7 @@
 """SM parity with the PyTorch restatement of anchor-free DSNet, and upstream-checkpoint porting.
 
 The porting checks need no torch; the parity checks skip without it (`pip install torch==2.13.0`).
-Comparisons and tolerances are the ones `python -m iptnet_jax.parity` reports (iptnet_jax/parity.py).
+Comparisons and tolerances are the ones `python -m iptnet_jax.parity` reports (iptnet_jax/parity/).
 """
 
 import subprocess
