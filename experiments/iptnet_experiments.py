@@ -26,6 +26,8 @@ _BASE = flags.DEFINE_string("base_variants", "", "Variants added to every run, e
 _SPLITS = flags.DEFINE_string("splits", "", "Split indices, e.g. '0,1' (default: the config's).")
 _EPOCHS = flags.DEFINE_integer("epochs", 0, "SM epochs (default: the config's).")
 _ONLY = flags.DEFINE_enum("only", "all", ["all", "ablations", "fig5"], "Which comparison to run.")
+_REUSE = flags.DEFINE_bool("reuse_finished", False, "Reuse <workdir>/<method>/results.json of a method that "
+                            "already finished (e.g. to continue an interrupted comparison with the same flags).")
 _SET = flags.DEFINE_multi_string("set", [], "FIELD=VALUE config overrides for every run, e.g. train.lr=1e-4 "
                                  "or data.buckets=(160,) (Python literals; strings as written).")
 
@@ -47,8 +49,13 @@ def load_config(path: str, variants: str):
 
 def run(method: str) -> dict:
   config = load_config(_CONFIG.value, method)
+  workdir = Path(_WORKDIR.value) / method
+  finished = workdir / "results.json"
+  if _REUSE.value and finished.exists():
+    print(f"\n=== {method} === reusing {finished}", flush=True)
+    return json.loads(finished.read_text())
   print(f"\n=== {method} ===", flush=True)
-  return train.train_and_evaluate(config, Path(_WORKDIR.value) / method)
+  return train.train_and_evaluate(config, workdir)
 
 
 def ablation_table(results: dict[str, dict]) -> str:

@@ -1,0 +1,42 @@
+"""Evaluation speed: seconds to score a TVSum-sized test split with DSNet's protocol (box decoding, NMS,
+knapsack keyshots, F1 against 20 users), using experiments/bench_eval.py's split builder and scorer."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+
+import numpy as np
+
+from benchmarks import common
+
+
+def bench_eval_module():
+  path = common.REPO_ROOT / "experiments" / "bench_eval.py"
+  spec = importlib.util.spec_from_file_location("benchmarks_bench_eval", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def run(args) -> tuple[list[common.Row], dict]:
+  bench = bench_eval_module()
+  rng = np.random.default_rng(args.seed)
+  videos = [bench.make_video(rng) for _ in range(args.eval_videos)]
+  frames = [inputs.n_frames for inputs, _ in videos]
+  holder = {}
+
+  def score():
+    holder["f"] = bench.score_split(videos)
+
+  with common.PeakMemory() as mem:
+    timings = common.interleaved({"eval": score}, repeats=max(args.repeats * 3, 5), warmup=1)
+  t = timings["eval"]
+  rows = [
+      common.Row("eval", f"score a split of {len(videos)} videos", t.median, "s/split", "",
+                 f"n_frames {min(frames)}-{max(frames)}, {bench.NUM_USERS} users, NMS 0.4 + knapsack + F1 "
+                 f"(F1 {holder['f']:.3f}); {t.spread()}"),
+      common.Row("eval", "peak memory, eval", mem.peak_rss / 2**20, "MiB RSS", "", mem.describe(),
+                 extra=mem.to_json()),
+  ]
+  return rows, {"timings": t.to_json(), "n_frames": frames, "f_score": holder["f"], "memory": mem.to_json()}
