@@ -73,9 +73,11 @@ class OursSM:
   batch_size: int = 1
   buckets: tuple[int, ...] = config_defaults.TVSUM_BUCKETS
   seed: int = 0
+  compute_dtype: str = "float32"  # config.model.compute_dtype
 
   def __post_init__(self):
     config = config_defaults.sm_config()
+    config.model.compute_dtype = self.compute_dtype
     self.config = config
     model = sm_train.make_model(config)
     tx = sm_train.make_optimizer(config.train.lr, config.train.weight_decay)

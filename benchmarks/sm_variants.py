@@ -6,6 +6,8 @@
   bitdrop        dropout masks from 1 random bit per element (32 masks per threefry word) instead of a 32-bit
                  uniform per element; same Bernoulli(0.5) distribution, different random stream
   bitdrop+grid32 both
+  bf16           model.compute_dtype = bfloat16 (attention and fc1 in bf16, BUILD.md 'Mixed precision'); for
+                 GPUs and TPUs, shown on every device
   b4             4 videos per step (10 Adam steps per epoch instead of 40): changes the optimisation, shown
                  for scale only
 
@@ -92,6 +94,7 @@ def run(args) -> tuple[list[common.Row], dict]:
       "grid32": sm.OursSM(examples, buckets=GRID32, seed=args.seed),
       "bitdrop": sm.OursSM(examples, seed=args.seed),
       "bitdrop+grid32": sm.OursSM(examples, buckets=GRID32, seed=args.seed),
+      "bf16": sm.OursSM(examples, seed=args.seed, compute_dtype="bfloat16"),
       "b4": sm.OursSM(examples, batch_size=4, seed=args.seed),
   }
   patched = {"bitdrop", "bitdrop+grid32"}

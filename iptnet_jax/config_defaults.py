@@ -40,6 +40,9 @@ def sm_config() -> ml_collections.ConfigDict:
   config.model.num_heads = 8
   config.model.attention_dim = 1024
   config.model.dropout_rate = 0.5
+  # 'bfloat16': attention and fc1 compute in bf16 with float32 parameters (sm/model.py); for GPUs and TPUs
+  # (BUILD.md, 'Mixed precision'). Parity and the published numbers use 'float32'.
+  config.model.compute_dtype = "float32"
 
   config.train = ml_collections.ConfigDict()
   config.train.epochs = 300
@@ -125,6 +128,8 @@ def check_sm_config(config: ml_collections.ConfigDict) -> None:
   _require(config.model.num_heads > 0 and config.model.attention_dim % config.model.num_heads == 0,
            "model.attention_dim", config.model.attention_dim, f"a multiple of model.num_heads={config.model.num_heads}")
   _require(0 <= config.model.dropout_rate < 1, "model.dropout_rate", config.model.dropout_rate, "a rate in [0, 1)")
+  _require(config.model.get("compute_dtype", "float32") in ("float32", "bfloat16"), "model.compute_dtype",
+           config.model.get("compute_dtype"), "'float32' or 'bfloat16'")
   _require(config.train.epochs >= 0, "train.epochs", config.train.epochs, "0 (evaluate only) or more")
   _require(config.train.batch_size >= 1, "train.batch_size", config.train.batch_size, "at least 1")
   _require(config.train.lr > 0, "train.lr", config.train.lr, "a positive learning rate")

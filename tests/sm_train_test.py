@@ -93,6 +93,7 @@ def test_missing_h5_is_one_clear_error_and_leaves_no_workdir(tmp_path):
     ("--config.train.epochs=-1", "train.epochs"),
     ("--config.eval.metric=median", "eval.metric"),
     ("--config.data.splits=7", "data.splits"),
+    ("--config.model.compute_dtype=float16", "model.compute_dtype"),
 ])
 def test_bad_config_values_name_the_field(tmp_path, override, field):
   result = _run_main("--config=configs/demo.py:smoke", f"--workdir={tmp_path}", override)

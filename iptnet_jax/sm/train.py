@@ -44,7 +44,8 @@ def make_optimizer(lr: float, weight_decay: float) -> optax.GradientTransformati
 
 def make_model(config: ml_collections.ConfigDict) -> sm_model.DSNetAF:
   return sm_model.DSNetAF(num_hidden=config.model.num_hidden, num_heads=config.model.num_heads,
-                          attention_dim=config.model.attention_dim, dropout_rate=config.model.dropout_rate)
+                          attention_dim=config.model.attention_dim, dropout_rate=config.model.dropout_rate,
+                          dtype=jnp.dtype(config.model.get("compute_dtype", "float32")))
 
 
 def init_params(model: sm_model.DSNetAF, rng: jax.Array, feature_dim: int) -> dict:
