@@ -28,6 +28,8 @@ _EPOCHS = flags.DEFINE_integer("epochs", 0, "SM epochs (default: the config's)."
 _ONLY = flags.DEFINE_enum("only", "all", ["all", "ablations", "fig5"], "Which comparison to run.")
 _REUSE = flags.DEFINE_bool("reuse_finished", False, "Reuse <workdir>/<method>/results.json of a method that "
                             "already finished (e.g. to continue an interrupted comparison with the same flags).")
+_CACHE = flags.DEFINE_string("compilation_cache", None, "JAX's persistent compilation cache folder, as for "
+                              "iptnet_jax.main ('none' turns it off).")
 _SET = flags.DEFINE_multi_string("set", [], "FIELD=VALUE config overrides for every run, e.g. train.lr=1e-4 "
                                  "or data.buckets=(160,) (Python literals; strings as written).")
 
@@ -84,6 +86,7 @@ def fig5_table(joint: dict, alone: dict) -> str:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  train.enable_compilation_cache(_CACHE.value)
   results = {}
   if _ONLY.value in ("all", "ablations"):
     for method in ABLATIONS:

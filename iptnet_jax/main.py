@@ -14,12 +14,16 @@ from iptnet_jax import train
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", "runs/default", "Folder for metrics, checkpoints and generated data.")
+_CACHE = flags.DEFINE_string("compilation_cache", None, "Folder of JAX's persistent compilation cache (default: "
+                             f"$JAX_COMPILATION_CACHE_DIR, else {train.DEFAULT_COMPILATION_CACHE}); 'none' "
+                             "turns it off.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
+  train.enable_compilation_cache(_CACHE.value)
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (FileNotFoundError, ValueError) as error:

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import ml_collections
 
 TASKS = ("sm", "lm", "iptnet")
+DEFAULT_COMPILATION_CACHE = "~/.cache/iptnet_jax/jax_cache"
+
+
+def enable_compilation_cache(folder: str | None = None) -> str | None:
+  """Turns on JAX's persistent compilation cache in `folder` (None: $JAX_COMPILATION_CACHE_DIR, else
+  DEFAULT_COMPILATION_CACHE; 'none': off) and returns the folder used. On 2 CPU cores the joint iPTNet step
+  takes minutes to compile per bucket shape; with the cache a second run (another split file, an ablation, a
+  rerun) loads the executables instead."""
+  folder = folder or os.environ.get("JAX_COMPILATION_CACHE_DIR") or DEFAULT_COMPILATION_CACHE
+  if folder.lower() == "none":
+    return None
+  import jax
+
+  folder = str(Path(folder).expanduser())
+  jax.config.update("jax_compilation_cache_dir", folder)
+  return folder
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:

@@ -119,3 +119,16 @@ def test_init_from_an_upstream_checkpoint_evaluates_it_unchanged(tmp_path):
   restored, _ = best.restore(jax.eval_shape(lambda: params))
   best.close()
   jax.tree.map(np.testing.assert_array_equal, restored, params)
+
+
+def test_command_line_run_fills_the_persistent_compilation_cache(tmp_path):
+  """`python -m iptnet_jax.main` end to end, with --compilation_cache: a rerun loads the compiled steps."""
+  cache = tmp_path / "cache"
+  result = _run_main("--config=configs/demo.py:smoke", f"--workdir={tmp_path / 'run'}",
+                     f"--compilation_cache={cache}", "--config.data.splits=0")
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "F1 (%)" in result.stdout and (tmp_path / "run" / "results.json").exists()
+  assert any(cache.iterdir())
+  off = _run_main("--config=configs/demo.py:smoke", f"--workdir={tmp_path / 'off'}", "--compilation_cache=none",
+                  "--config.data.splits=0", "--config.train.epochs=0")
+  assert off.returncode == 0, off.stderr[-2000:]
