@@ -14,3 +14,16 @@ import jax  # noqa: E402
 jax.config.update("jax_disable_most_optimizations", True)
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def torch():
+  """torch for the parity tests (skipped without it), with full-precision float32 matmuls on both sides."""
+  torch = pytest.importorskip("torch")
+  from iptnet_jax import parity
+
+  with parity.full_precision():
+    yield torch

@@ -13,23 +13,11 @@ from iptnet_jax import parity
 from iptnet_jax.iptnet import propagation, teaching
 
 
-@pytest.fixture(scope="module")
-def torch():
-  torch = pytest.importorskip("torch")
-  with parity.full_precision():
-    yield torch
-
-
-def _assert_all_pass(rows):
-  failed = [r for r in rows if not r.passed]
-  assert not failed, "\n" + parity.format_rows(failed)
-
-
 @pytest.mark.parametrize("case", parity.PM_CASES, ids=lambda c: c.name)
 @pytest.mark.parametrize("variant", propagation.VARIANTS)
 def test_propagation_and_its_gradients_match_the_released_loop_in_float64(torch, variant, case):
   rows = parity.propagation_rows(case, variant)
-  _assert_all_pass(rows)
+  parity.assert_all_pass(rows)
   assert all(r.tol == parity.FLOAT64_TOL for r in rows)
 
 
@@ -42,7 +30,7 @@ def test_propagation_comparison_sees_a_different_gaussian(torch, monkeypatch):
 
 @pytest.mark.parametrize("direction", teaching.DIRECTIONS)
 def test_divergence_and_gradients_into_both_arguments_match_torch_kl_div(torch, direction):
-  _assert_all_pass(parity.divergence_rows(direction))
+  parity.assert_all_pass(parity.divergence_rows(direction))
 
 
 def test_divergence_comparison_sees_a_detached_target(torch, monkeypatch):
@@ -56,7 +44,7 @@ def test_divergence_comparison_sees_a_detached_target(torch, monkeypatch):
 
 
 def test_ema_teacher_is_the_torch_ema_in_float64(torch):
-  _assert_all_pass(parity.ema_update_rows())
+  parity.assert_all_pass(parity.ema_update_rows())
 
 
 def test_ema_comparison_sees_the_swapped_convention(torch, monkeypatch):
@@ -73,7 +61,7 @@ def test_lm_phase_of_the_joint_step_tracks_torch_adam_clip_and_ema(torch):
   # SM untouched (no loss in an LM phase): 5 steps against the released code's LM phase in torch.
   ours, ref = parity._iptnet_lm_trajectories()
   assert ref.grad_norms.min() > parity.IPTNET_LM["clip_norm"]  # clipping is active at every step
-  _assert_all_pass(parity.iptnet_lm_adam_clip_rows() + parity.iptnet_ema_rows())
+  parity.assert_all_pass(parity.iptnet_lm_adam_clip_rows() + parity.iptnet_ema_rows())
   assert ours.sm_moved == 0.0
 
 

@@ -176,18 +176,6 @@ def test_checkpoint_path_picks_upstreams_last_step(tmp_path):
 # ---------------------------------------------------------------------------------------------------
 # Parity with the torch restatement
 
-@pytest.fixture(scope="module")
-def torch():
-  torch = pytest.importorskip("torch")
-  with parity.full_precision():
-    yield torch
-
-
-def _assert_all_pass(rows):
-  failed = [r for r in rows if not r.passed]
-  assert not failed, "\n" + parity.format_rows(failed)
-
-
 @pytest.mark.parametrize("position_embedding", [True, False])
 def test_restatement_state_dict_has_exactly_the_mapped_keys(torch, position_embedding):
   case = parity.LMCase("keys", **{**parity._LM_SMALL_DIMS, "max_pos_len": 16}, video_lengths=(4,),
@@ -214,7 +202,7 @@ def test_each_module_and_the_network_match_torch(torch, case):
   # LM_LEAK: mask_conv_padding=False vs torch on the same padded batch (upstream's padding leak on both sides).
   # LM_TRANSFORMER: the transformer span predictor (the shared encoder run twice, then LayerNorms).
   rows = parity.lm_forward_rows(case)
-  _assert_all_pass(rows)
+  parity.assert_all_pass(rows)
   assert len(rows) == len(parity._LM_MODULES) + 1 + 2  # modules, network, the encoder's blocks on small inputs
 
 
@@ -239,7 +227,7 @@ def test_upstream_padding_leak_is_what_mask_conv_padding_removes(torch):
 def test_loss_values_and_gradients_match_torch(torch):
   # The report also compares the gradient of each term separately, and the upstream-padding case.
   rows = parity.lm_loss_rows(parity.LM_SMALL, grad_terms=("loss",))
-  _assert_all_pass(rows)
+  parity.assert_all_pass(rows)
   assert len(rows) == len(parity.LM_LOSS_TERMS) + 2
 
 
@@ -255,7 +243,7 @@ def _trajectory(name, make):
 def test_trainer_step_tracks_torch_adamw_with_clipping(torch):
   ref = _trajectory("torch", parity.torch_lm_train_trajectory)
   rows = parity.lm_adam_clip_rows(_trajectory("ours", parity.lm_train_trajectory), ref)
-  _assert_all_pass(rows)
+  parity.assert_all_pass(rows)
   assert ref.grad_norms.min() > parity.LM_TRAIN["clip_norm"]  # clipping is active at every step
 
 

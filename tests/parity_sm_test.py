@@ -110,22 +110,18 @@ def test_loading_a_checkpoint_without_torch_says_how_to_install_it(monkeypatch, 
 # ---------------------------------------------------------------------------------------------------
 # Parity with the torch restatement
 
-@pytest.fixture(scope="module")
-def torch():
-  torch = pytest.importorskip("torch")
-  with parity.full_precision():
-    yield torch
-
-
-def _assert_all_pass(rows):
-  failed = [r for r in rows if not r.passed]
-  assert not failed, "\n" + parity.format_rows(failed)
+def test_assert_all_pass_names_the_rows_out_of_tolerance():
+  good = parity.Row("a", 1e-7, 1e-7, 1e-5, "max-abs")
+  parity.assert_all_pass([good])
+  with pytest.raises(AssertionError, match="b .*FAIL"):
+    parity.assert_all_pass([good, parity.Row("b", 1e-3, 1e-3, 1e-5, "max-abs"),
+                            parity.Row("c", float("nan"), 0.0, 1e-5, "max-abs")])
 
 
 @pytest.mark.parametrize("case", [parity.SM_SMALL, parity.SM_DSNET], ids=lambda c: c.name)
 def test_forward_in_padded_batch_matches_torch_on_each_unpadded_video(torch, case):
   rows = parity.sm_forward_rows(case)
-  _assert_all_pass(rows)
+  parity.assert_all_pass(rows)
   assert len(rows) == 7  # 6 stages + the network outputs
 
 
@@ -145,16 +141,16 @@ def test_loss_values_and_gradients_match_torch(torch):
   # The full-width case (sm.losses[dsnet]) is in `python -m iptnet_jax.parity`; here it would double the
   # compile time for the same code paths (the head split at full width is covered by the forward test).
   rows = parity.sm_loss_rows(parity.SM_SMALL)
-  _assert_all_pass(rows)
+  parity.assert_all_pass(rows)
   assert len(rows) == 2 * len(parity.LOSS_TERMS)
 
 
 def test_sgd_trajectory_matches_torch_sgd(torch):
-  _assert_all_pass(parity.sm_sgd_rows())
+  parity.assert_all_pass(parity.sm_sgd_rows())
 
 
 def test_make_optimizer_trajectory_matches_torch_adam_with_weight_decay(torch):
-  _assert_all_pass(parity.sm_adam_rows())
+  parity.assert_all_pass(parity.sm_adam_rows())
 
 
 def test_decoupled_weight_decay_is_caught_by_the_adam_comparison(torch):

@@ -34,8 +34,8 @@ gives torch the same padded batch.
 # The package's names, as the single-module parity.py had them (callers use `parity.X`, private names included).
 from iptnet_jax.parity.common import (ADAM_PARAM_TOL, COMPONENTS, FORWARD_LAYER_TOL, FORWARD_NETWORK_TOL, LOSS_TOL,
                                       NOTES, SGD_PARAM_TOL, TRAJECTORY_LOSS_TOL, MissingTorchError, Row, Trajectory,
-                                      _flat, _relative, compare, format_rows, full_precision, load_reference, main,
-                                      register, run, trajectory_rows)
+                                      _flat, _relative, assert_all_pass, compare, format_rows, full_precision,
+                                      load_reference, main, register, run, trajectory_rows)
 
 # Importing sm, lm, iptnet registers their components: keep this order, the report's.
 from iptnet_jax.parity.sm import (ADAM_LR, ADAM_WEIGHT_DECAY, LOSS_TERMS, SGD_LR, SM_DSNET, SM_SMALL, TRAJECTORY_STEPS,

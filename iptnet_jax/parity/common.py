@@ -176,6 +176,13 @@ def format_rows(rows: list[Row]) -> str:
                               table)
 
 
+def assert_all_pass(rows: list[Row]) -> None:
+  """Raises AssertionError listing the rows out of tolerance (the parity tests' check)."""
+  failed = [r for r in rows if not r.passed]
+  if failed:
+    raise AssertionError("\n" + format_rows(failed))
+
+
 def main(argv: list[str] | None = None) -> int:
   description = sys.modules[__package__].__doc__.split("\n\n")[0]  # the package docstring's first paragraph
   parser = argparse.ArgumentParser(prog="python -m iptnet_jax.parity", description=description)
