@@ -13,7 +13,7 @@ import optax
 from iptnet_jax import porting
 from iptnet_jax.parity.common import ADAM_PARAM_TOL, NOTES, Row, Trajectory, compare, load_reference, register
 from iptnet_jax.parity.lm import (HIGHLIGHT_LAMBDA, LM_NOPOS, LM_TRAJECTORY_STEPS, LMCase, LMTrajectory,
-                                  lm_adam_clip_rows, lm_batch, lm_leaves, lm_models, torch_lm_losses)
+                                  lm_adam_clip_rows, lm_batch, lm_leaves, lm_models, torch_lm_steps)
 from iptnet_jax.sm import model as sm_model
 
 # iPTNet's LM group: plain Adam, lr 5e-4 (loc_lr), no decay, clip 1.0 in LM phases; teachers keep 0.3.
@@ -62,19 +62,10 @@ def torch_iptnet_lm_trajectory(case: LMCase = IPTNET_LM_CASE, steps: int = LM_TR
   torch_model, _, variables = lm_models(case)
   teacher = copy.deepcopy(torch_model)
   optimizer = torch.optim.Adam(torch_model.parameters(), lr=IPTNET_LM["lm_lr"])
-  torch_model.train()
-  losses, norms = [], []
-  for step in range(steps):
-    loss = torch_lm_losses(torch_model, lm_batch(case, seed_offset=10 + step), case.per_sample)["loss"]
-    optimizer.zero_grad()
-    loss.backward()
-    norms.append(float(torch.nn.utils.clip_grad_norm_(torch_model.parameters(), IPTNET_LM["clip_norm"])))
-    optimizer.step()
-    iptnet_torch.ema_update(teacher, torch_model, IPTNET_LM["teacher_keep"])
-    losses.append(float(loss.detach()))
+  losses, norms = torch_lm_steps(torch_model, case, steps, optimizer, IPTNET_LM["clip_norm"],
+                                 lambda: iptnet_torch.ema_update(teacher, torch_model, IPTNET_LM["teacher_keep"]))
   port = lambda m: porting.vslnet_variables_from_state_dict(m.state_dict(), variables)["params"]
-  return LMTrajectory(np.array(losses), variables["params"], port(torch_model), port(teacher),
-                      grad_norms=np.array(norms))
+  return LMTrajectory(losses, variables["params"], port(torch_model), port(teacher), grad_norms=norms)
 
 
 def _iptnet_lm_trajectories() -> tuple[LMTrajectory, LMTrajectory]:

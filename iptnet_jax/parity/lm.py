@@ -429,6 +429,24 @@ def _no_decay(name: str) -> bool:
   return any(nd in name for nd in ("bias", "layer_norm", "LayerNorm"))  # VSLNet_t7 build_optimizer_and_scheduler
 
 
+def torch_lm_steps(torch_model, case: LMCase, steps: int, optimizer, clip_norm: float,
+                   after_step: Callable[[], object]) -> tuple[np.ndarray, np.ndarray]:
+  """`steps` upstream training steps in train mode on the case's batches (seed offsets 10, 11, ...): zero_grad,
+  backward, clip_grad_norm_, optimizer step, then `after_step()`. Returns the losses and pre-clip grad norms."""
+  import torch  # noqa: PLC0415
+  torch_model.train()
+  losses, norms = [], []
+  for step in range(steps):
+    loss = torch_lm_losses(torch_model, lm_batch(case, seed_offset=10 + step), case.per_sample)["loss"]
+    optimizer.zero_grad()
+    loss.backward()
+    norms.append(float(torch.nn.utils.clip_grad_norm_(torch_model.parameters(), clip_norm)))
+    optimizer.step()
+    after_step()
+    losses.append(float(loss.detach()))
+  return np.array(losses), np.array(norms)
+
+
 def torch_lm_train_trajectory(case: LMCase = LM_TRAJECTORY_CASE, steps: int = LM_TRAJECTORY_STEPS,
                               make_optimizer: Callable | None = None) -> LMTrajectory:
   """The reference loop (main_t7.py): zero_grad, backward, clip_grad_norm_, AdamW step, linear schedule step.
@@ -447,18 +465,9 @@ def torch_lm_train_trajectory(case: LMCase = LM_TRAJECTORY_CASE, steps: int = LM
   else:
     optimizer = make_optimizer(groups)
   scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, (steps - s) / steps))
-  torch_model.train()
-  losses, norms = [], []
-  for step in range(steps):
-    loss = torch_lm_losses(torch_model, lm_batch(case, seed_offset=10 + step), case.per_sample)["loss"]
-    optimizer.zero_grad()
-    loss.backward()
-    norms.append(float(torch.nn.utils.clip_grad_norm_(torch_model.parameters(), LM_TRAIN["clip_norm"])))
-    optimizer.step()
-    scheduler.step()
-    losses.append(float(loss.detach()))
+  losses, norms = torch_lm_steps(torch_model, case, steps, optimizer, LM_TRAIN["clip_norm"], scheduler.step)
   end = porting.vslnet_variables_from_state_dict(torch_model.state_dict(), variables)["params"]
-  return LMTrajectory(np.array(losses), variables["params"], end, grad_norms=np.array(norms))
+  return LMTrajectory(losses, variables["params"], end, grad_norms=norms)
 
 
 def lm_adam_clip_rows(ours: LMTrajectory | None = None, ref: LMTrajectory | None = None,
