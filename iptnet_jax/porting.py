@@ -144,15 +144,17 @@ def _flatten(tree: Mapping, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...
   return flat
 
 
+def _key_problems(state: Mapping, expected) -> tuple[list[str], list[str], list[str]]:
+  """(missing keys, unexpected keys, the problem lines that name them) of a state_dict against `expected`."""
+  missing = [k for k in expected if k not in state]
+  unexpected = sorted(k for k in state if k not in expected)
+  problems = [f"{what} keys: {keys}" for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+  return missing, unexpected, problems
+
+
 def _check(state: dict[str, np.ndarray], reference_params: Mapping | None) -> None:
   """Raises one StateDictMismatchError naming every missing / unexpected key and every bad shape."""
-  missing = [k for k in DSNET_AF_KEYS if k not in state]
-  unexpected = sorted(k for k in state if k not in DSNET_AF_KEYS)
-  problems = []
-  if missing:
-    problems.append(f"missing keys: {missing}")
-  if unexpected:
-    problems.append(f"unexpected keys: {unexpected}")
+  missing, _, problems = _key_problems(state, DSNET_AF_KEYS)
   if not missing:
     # Widths are read off the checkpoint; every other tensor must agree with them.
     first_dim = lambda key: (state[key].shape[:1] or (0,))[0]
@@ -419,14 +421,7 @@ def _vslnet_hints(missing: list[str], unexpected: list[str]) -> list[str]:
 
 def _check_vslnet(state: dict[str, np.ndarray], key_map: Mapping) -> None:
   """One StateDictMismatchError naming every missing / unexpected key, bad shape and non-zero PAD row."""
-  expected = set(key_map) | {VSLNET_PAD_KEY}
-  missing = sorted(k for k in expected if k not in state)
-  unexpected = sorted(k for k in state if k not in expected)
-  problems = []
-  if missing:
-    problems.append(f"missing keys: {missing}")
-  if unexpected:
-    problems.append(f"unexpected keys: {unexpected}")
+  missing, unexpected, problems = _key_problems(state, sorted(set(key_map) | {VSLNET_PAD_KEY}))
   bad = [f"{key} -> {'/'.join(path)}: checkpoint has {_shape_of(state[key])}, the configured model needs {want}"
          for key, (path, _, want) in key_map.items() if key in state and _shape_of(state[key]) != tuple(want)]
   if VSLNET_PAD_KEY in state:
