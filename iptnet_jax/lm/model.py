@@ -42,8 +42,8 @@ Deliberate deviations from upstream, all visible only on padded inputs (char pad
 * `mask_conv_padding=True` (default) zeroes padded steps before each depthwise conv. Upstream convolves the
   padding (projected zero features + position embeddings) into the last valid steps (3 per kernel-7 conv
   layer, 12 after the encoder's 4), so its outputs depend on how far a batch is padded; with bucketed padding
-  that would change results with the bucket. With the mask, every sample behaves as it would alone in an unpadded batch, which is exactly upstream's behaviour for an
-  unpadded input. Set it to False to reproduce upstream's leak bit for bit.
+  that would change results with the bucket. With the mask, every sample behaves as it would alone in an
+  unpadded batch, which is exactly upstream's behaviour for an unpadded input. Set it to False to reproduce upstream's leak bit for bit.
 * `query_free_importance` uses the real video mask where the iPTNet code (`with_sum_data`) used an all-ones
   mask, so padded steps are ignored instead of attended to.
 """
