@@ -1,4 +1,4 @@
-"""EMA teacher transform, per-module gating (no Adam drift), teacher read-back, divergence D."""
+"""EMA teacher transform, gated Adam, per-module gating (no Adam drift), teacher read-back, divergence D."""
 
 import jax
 import jax.numpy as jnp
@@ -15,9 +15,9 @@ def _params():
 
 def _optimizer(keep=0.3):
   return teaching.per_module({
-      "sm": optax.chain(optax.add_decayed_weights(1e-3), optax.scale_by_adam(), optax.scale(-0.1),
+      "sm": optax.chain(optax.add_decayed_weights(1e-3), teaching.scale_by_adam_gated(), optax.scale(-0.1),
                         teaching.ema_teacher(keep)),
-      "lm": optax.chain(optax.clip_by_global_norm(1.0), optax.scale_by_adam(), optax.scale(-0.2),
+      "lm": optax.chain(optax.clip_by_global_norm(1.0), teaching.scale_by_adam_gated(), optax.scale(-0.2),
                         teaching.ema_teacher(keep)),
   })
 
@@ -55,6 +55,70 @@ def test_inactive_module_neither_moves_nor_drifts_nor_updates_its_teacher():
   # Contrast: optax without gating keeps moving the LM on zero gradients (Adam momentum).
   ungated_updates, _ = step(zero_lm, state, params, {"sm": True, "lm": True})
   assert np.abs(np.asarray(ungated_updates["lm"]["w"])).max() > 1e-3
+
+
+def _gradient_sequence(steps, seed=0):
+  rng = np.random.default_rng(seed)
+  return [{"a": jnp.asarray(rng.normal(size=(4, 3)), jnp.float32), "b": jnp.asarray(rng.normal(size=5), jnp.float32)}
+          for _ in range(steps)]
+
+
+def test_gated_adam_when_active_is_optax_adam():
+  grads = _gradient_sequence(6)
+  ours, reference = teaching.scale_by_adam_gated(), optax.scale_by_adam()
+  ours_state, reference_state = ours.init(grads[0]), reference.init(grads[0])
+  ours_update = jax.jit(lambda g, s: ours.update(g, s, active=jnp.asarray(True)))
+  for g in grads:
+    ours_step, ours_state = ours_update(g, ours_state)
+    reference_step, reference_state = reference.update(g, reference_state)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), ours_step, reference_step)
+  assert type(ours_state) is type(reference_state)  # same state type: checkpoints and tree_get see no change
+  assert int(ours_state.count) == int(reference_state.count) == len(grads)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6), ours_state, reference_state)
+
+
+def test_gated_adam_inactive_steps_are_exact_no_ops_even_before_the_first_active_step():
+  grads = _gradient_sequence(4, seed=1)
+  tx = teaching.scale_by_adam_gated()
+  update = jax.jit(lambda g, s, on: tx.update(g, s, active=on))
+  state = tx.init(grads[0])
+  initial = state
+  with jax.debug_nans(True):  # op by op, no intermediate NaN either
+    tx.update(grads[0], state, active=jnp.asarray(False))
+  for g in grads[:2]:  # inactive from the start: count 0, the bias correction's 1 - b**0 = 0 must not leak NaN
+    step, state = update(g, state, jnp.asarray(False))
+    jax.tree.map(lambda x: np.testing.assert_array_equal(x, 0.0), step)
+  jax.tree.map(np.testing.assert_array_equal, state, initial)
+  # Then active: the same as a fresh optax Adam that never saw the inactive steps.
+  reference = optax.scale_by_adam()
+  reference_state = reference.init(grads[0])
+  for g in grads[2:]:
+    step, state = update(g, state, jnp.asarray(True))
+    reference_step, reference_state = reference.update(g, reference_state)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), step, reference_step)
+  before = state
+  _, state = update({"a": jnp.full((4, 3), jnp.inf), "b": jnp.full(5, jnp.nan)}, state, jnp.asarray(False))
+  jax.tree.map(np.testing.assert_array_equal, state, before)  # a select, not a product: no 0 * inf
+
+
+def test_gated_ema_teacher_holds_when_inactive():
+  params = {"w": jnp.array([1.0, 2.0])}
+  tx = teaching.ema_teacher(0.3)
+  state = tx.init(params)
+  move = {"w": jnp.array([0.5, -0.5])}
+  _, held = tx.update(move, state, params, active=jnp.asarray(False))
+  np.testing.assert_array_equal(held.teacher["w"], params["w"])
+  _, moved = tx.update(move, state, params, active=jnp.asarray(True))
+  np.testing.assert_allclose(moved.teacher["w"], 0.3 * params["w"] + 0.7 * (params["w"] + move["w"]), rtol=1e-6)
+
+
+def test_per_module_refuses_a_transform_it_cannot_gate():
+  params = _params()
+  tx = teaching.per_module({"sm": optax.identity(), "lm": optax.chain(teaching.scale_by_adam_gated())})
+  state = tx.init(params)
+  tx.update(params, state, params)  # ungated use is fine
+  with pytest.raises(TypeError, match="'sm' transform"):
+    tx.update(params, state, params, active={"sm": True, "lm": False})
 
 
 def test_ema_needs_params_and_a_valid_keep_rate():

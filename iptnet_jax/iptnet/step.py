@@ -83,9 +83,9 @@ def make_optimizer(sm_lr: float, sm_weight_decay: float, lm_lr: float, teacher_k
   """One Adam per module as the released code's two param groups (SM: coupled L2; LM: none), each followed by
   its EMA teacher, gated per step. The LM's norm clipping happens in the step, in the branches that clip."""
   return teaching.per_module({
-      "sm": optax.chain(optax.add_decayed_weights(sm_weight_decay), optax.scale_by_adam(), optax.scale(-sm_lr),
-                        teaching.ema_teacher(teacher_keep)),
-      "lm": optax.chain(optax.scale_by_adam(), optax.scale(-lm_lr), teaching.ema_teacher(teacher_keep)),
+      "sm": optax.chain(optax.add_decayed_weights(sm_weight_decay), teaching.scale_by_adam_gated(),
+                        optax.scale(-sm_lr), teaching.ema_teacher(teacher_keep)),
+      "lm": optax.chain(teaching.scale_by_adam_gated(), optax.scale(-lm_lr), teaching.ema_teacher(teacher_keep)),
   })
 
 
@@ -218,14 +218,18 @@ def shard_batch(batch: dict, mesh: jax.sharding.Mesh) -> dict:
   replicated = NamedSharding(mesh, P())
   num_processes, index = jax.process_count(), jax.process_index()
 
-  def put(x):
-    x = np.asarray(x)
-    if x.ndim == 0:
-      return jax.make_array_from_process_local_data(replicated, x, x.shape)
-    if x.shape[0] % mesh.size:
+  batch = jax.tree.map(np.asarray, batch)
+  for x in jax.tree.leaves(batch):
+    if x.ndim and x.shape[0] % mesh.size:
       raise ValueError(f"batch of {x.shape[0]} rows cannot be split over {mesh.size} devices; choose batch sizes "
                        "that are multiples of the device count")
-    rows = x.shape[0] // num_processes
-    return jax.make_array_from_process_local_data(data, x[index * rows:(index + 1) * rows], x.shape)
+  shardings = jax.tree.map(lambda x: data if x.ndim else replicated, batch)
+  if num_processes == 1:  # one transfer call for the whole tree: measurably cheaper per step than leaf by leaf
+    return jax.device_put(batch, shardings)
 
-  return jax.tree.map(put, batch)
+  def put(x, sharding):
+    rows = x.shape[0] // num_processes if x.ndim else None
+    local = x[index * rows:(index + 1) * rows] if x.ndim else x
+    return jax.make_array_from_process_local_data(sharding, local, x.shape)
+
+  return jax.tree.map(put, batch, shardings)

@@ -7,9 +7,14 @@ It passes the updates through unchanged and must be the last element of its chai
 params + updates are the new student parameters. `teacher_params(opt_state)` reads the teachers back.
 
 Gating. `per_module({'sm': tx_sm, 'lm': tx_lm})` runs one optimizer per module and takes `active` flags
-per step: an inactive module's transform is not run at all (lax.cond), so its parameters get a zero update,
-its Adam moments and step count stay put (no drift from zero gradients), and its teacher does not move.
-This reproduces the released code's phases, where a module without a loss has no .grad and is skipped.
+per step, which it hands to each module's chain as the extra argument `active`. The stateful elements honour
+it: `scale_by_adam_gated` (optax.scale_by_adam's arithmetic) and `ema_teacher`. An inactive module gets a
+zero update, its Adam moments and step count stay exactly put (no drift from zero gradients), and its teacher
+does not move. This reproduces the released code's phases, where a module without a loss has no .grad and is
+skipped. Stateless elements (scale, add_decayed_weights, clipping) need no gate: their output is zeroed
+downstream. The gate is a select inside the elementwise update rather than lax.cond or a select around
+optax.scale_by_adam: in the compiled joint step both of those made XLA copy the optimizer state every step,
+while the inline select fuses into the one pass that updates the moments in place.
 
 Divergence. `divergence(target, student, mask)` is D of eq. 4-8: KL(P(target) || P(student)) summed over
 time (torch F.kl_div(log P(student), P(target), reduction='sum')) and averaged over the real examples,
@@ -36,26 +41,63 @@ class TeacherState(NamedTuple):
   teacher: optax.Params
 
 
-def ema_teacher(keep: float) -> optax.GradientTransformation:
-  """teacher <- keep * teacher + (1 - keep) * new student; the last transform of a chain."""
+def ema_teacher(keep: float) -> optax.GradientTransformationExtraArgs:
+  """teacher <- keep * teacher + (1 - keep) * new student; the last transform of a chain. update(...,
+  active=flag) leaves the teacher as it is when the flag is false."""
   if not 0.0 <= keep <= 1.0:
     raise ValueError(f"teacher EMA keep rate {keep}: expected a value in [0, 1]")
 
   def init(params):
     return TeacherState(teacher=jax.tree.map(jnp.array, params))  # a copy: the teacher starts as the student
 
-  def update(updates, state, params=None):
+  def update(updates, state, params=None, *, active=True, **extra):
+    del extra
     if params is None:
       raise ValueError("ema_teacher needs the current params in update(updates, state, params)")
     new_student = optax.apply_updates(params, updates)
     teacher = optax.incremental_update(new_student, state.teacher, step_size=1.0 - keep)
+    if active is not True:
+      teacher = jax.tree.map(lambda new, old: jnp.where(active, new, old), teacher, state.teacher)
     return updates, TeacherState(teacher=teacher)
 
-  return optax.GradientTransformation(init, update)
+  return optax.GradientTransformationExtraArgs(init, update)
 
 
-def per_module(transforms: Mapping[str, optax.GradientTransformation]) -> optax.GradientTransformationExtraArgs:
-  """One transform per top-level params key; update(..., active={name: bool scalar}) skips inactive ones."""
+def scale_by_adam_gated(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+                        ) -> optax.GradientTransformationExtraArgs:
+  """optax.scale_by_adam (same state type, same arithmetic) whose update(..., active=flag) leaves the moments
+  and the step count untouched and returns a zero update when the flag is false."""
+
+  def init(params):
+    return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=jax.tree.map(jnp.zeros_like, params),
+                                  nu=jax.tree.map(jnp.zeros_like, params))
+
+  def update(updates, state, params=None, *, active=True, **extra):
+    del params, extra
+    on = jnp.asarray(active, bool)
+    count = state.count + on.astype(state.count.dtype)
+    # Never-active modules have count 0; the floor keeps 1 - b**0 = 0 out of a division whose result the
+    # select drops anyway (no NaN under jax_debug_nans).
+    steps = jnp.maximum(count, 1)
+    correction1, correction2 = 1 - b1**steps, 1 - b2**steps
+
+    def leaf(g, mu, nu):
+      mu = jnp.where(on, (1 - b1) * g + b1 * mu, mu)
+      nu = jnp.where(on, (1 - b2) * (g * g) + b2 * nu, nu)
+      step = (mu / correction1.astype(mu.dtype)) / (jnp.sqrt(nu / correction2.astype(nu.dtype)) + eps)
+      return jnp.where(on, step, jnp.zeros_like(step)), mu, nu
+
+    out = jax.tree.map(leaf, updates, state.mu, state.nu)
+    steps_, mu, nu = jax.tree.transpose(jax.tree.structure(updates), jax.tree.structure((0, 0, 0)), out)
+    return steps_, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+  return optax.GradientTransformationExtraArgs(init, update)
+
+
+def per_module(transforms: Mapping[str, optax.GradientTransformationExtraArgs]
+               ) -> optax.GradientTransformationExtraArgs:
+  """One transform per top-level params key; update(..., active={name: bool scalar}) passes each module its
+  flag, which the gated elements of its chain (scale_by_adam_gated, ema_teacher) honour."""
   transforms = dict(transforms)
 
   def init(params):
@@ -68,12 +110,14 @@ def per_module(transforms: Mapping[str, optax.GradientTransformation]) -> optax.
     del extra
     new_updates, new_state = {}, {}
     for name, tx in transforms.items():
-      run = lambda u=updates[name], s=state[name], p=params[name], tx=tx: tx.update(u, s, p)
-      skip = lambda u=updates[name], s=state[name]: (jax.tree.map(jnp.zeros_like, u), s)
       if active is None:
-        new_updates[name], new_state[name] = run()
-      else:
-        new_updates[name], new_state[name] = jax.lax.cond(active[name], run, skip)
+        new_updates[name], new_state[name] = tx.update(updates[name], state[name], params[name])
+        continue
+      if not isinstance(tx, optax.GradientTransformationExtraArgs):
+        raise TypeError(f"per_module: the {name!r} transform takes no extra arguments, so it cannot be gated by "
+                        "`active`; build it with optax.chain of scale_by_adam_gated / ema_teacher")
+      new_updates[name], new_state[name] = tx.update(updates[name], state[name], params[name],
+                                                     active=active[name])
     return new_updates, new_state
 
   return optax.GradientTransformationExtraArgs(init, update)
