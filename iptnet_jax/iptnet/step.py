@@ -228,8 +228,9 @@ def shard_batch(batch: dict, mesh: jax.sharding.Mesh) -> dict:
     return jax.device_put(batch, shardings)
 
   def put(x, sharding):
-    rows = x.shape[0] // num_processes if x.ndim else None
-    local = x[index * rows:(index + 1) * rows] if x.ndim else x
-    return jax.make_array_from_process_local_data(sharding, local, x.shape)
+    if x.ndim:  # this process's rows of the global batch
+      rows = x.shape[0] // num_processes
+      return jax.make_array_from_process_local_data(sharding, x[index * rows:(index + 1) * rows], x.shape)
+    return jax.make_array_from_process_local_data(sharding, x, x.shape)
 
   return jax.tree.map(put, batch, shardings)

@@ -11,8 +11,10 @@ per step, which it hands to each module's chain as the extra argument `active`. 
 it: `scale_by_adam_gated` (optax.scale_by_adam's arithmetic) and `ema_teacher`. An inactive module gets a
 zero update, its Adam moments and step count stay exactly put (no drift from zero gradients), and its teacher
 does not move. This reproduces the released code's phases, where a module without a loss has no .grad and is
-skipped. Stateless elements (scale, add_decayed_weights, clipping) need no gate: their output is zeroed
-downstream. The gate is a select inside the elementwise update rather than lax.cond or a select around
+skipped. Stateless elements before the gated Adam (add_decayed_weights, clipping) or after it (scale) need
+no gate: the gated Adam's zero output is what reaches the parameters. An ungated stateful element inside a
+chain (optax.scale_by_adam) is not detected and would drift; only a transform that takes no extra arguments
+at all is refused. The gate is a select inside the elementwise update rather than lax.cond or a select around
 optax.scale_by_adam: in the compiled joint step both of those made XLA copy the optimizer state every step,
 while the inline select fuses into the one pass that updates the moments in place.
 
@@ -80,16 +82,14 @@ def scale_by_adam_gated(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
     # select drops anyway (no NaN under jax_debug_nans).
     steps = jnp.maximum(count, 1)
     correction1, correction2 = 1 - b1**steps, 1 - b2**steps
+    mu = jax.tree.map(lambda g, m: jnp.where(on, (1 - b1) * g + b1 * m, m), updates, state.mu)
+    nu = jax.tree.map(lambda g, v: jnp.where(on, (1 - b2) * (g * g) + b2 * v, v), updates, state.nu)
 
-    def leaf(g, mu, nu):
-      mu = jnp.where(on, (1 - b1) * g + b1 * mu, mu)
-      nu = jnp.where(on, (1 - b2) * (g * g) + b2 * nu, nu)
-      step = (mu / correction1.astype(mu.dtype)) / (jnp.sqrt(nu / correction2.astype(nu.dtype)) + eps)
-      return jnp.where(on, step, jnp.zeros_like(step)), mu, nu
+    def scaled(m, v):
+      step = (m / correction1.astype(m.dtype)) / (jnp.sqrt(v / correction2.astype(v.dtype)) + eps)
+      return jnp.where(on, step, jnp.zeros_like(step))
 
-    out = jax.tree.map(leaf, updates, state.mu, state.nu)
-    steps_, mu, nu = jax.tree.transpose(jax.tree.structure(updates), jax.tree.structure((0, 0, 0)), out)
-    return steps_, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+    return jax.tree.map(scaled, mu, nu), optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
 
   return optax.GradientTransformationExtraArgs(init, update)
 
