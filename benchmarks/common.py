@@ -242,6 +242,8 @@ def environment() -> dict:
   import jaxlib
   import optax
 
+  from iptnet_jax import cpu_threefry
+
   device = jax.devices()[0]
   info = {
       "python": sys.version.split()[0],
@@ -256,6 +258,7 @@ def environment() -> dict:
       "cpu": cpu_model(),
       "cpu_threads": cpu_threads(),
       "matmul_precision": str(jax.config.jax_default_matmul_precision),
+      "threefry_on_cpu": cpu_threefry.describe(),
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
       "load_average_start": load_average(),
@@ -278,5 +281,5 @@ def describe_environment(info: dict) -> str:
           f"versions: python {info['python']}, jax {info['jax']}, jaxlib {info['jaxlib']}, flax {info['flax']}, "
           f"optax {info['optax']}, numpy {info['numpy']}, torch {info.get('torch')} "
           f"(torch threads {info.get('torch_threads')}, OMP_WAIT_POLICY={info.get('omp_wait_policy') or 'unset'})\n"
-          f"matmul precision: {info['matmul_precision']}; XLA_FLAGS: {info['xla_flags'] or '(none)'}; "
+          f"matmul precision: {info['matmul_precision']}; threefry on CPU: {info.get('threefry_on_cpu')}; XLA_FLAGS: {info['xla_flags'] or '(none)'}; "
           f"load average at start (1/5/15 min): {load_text}")

@@ -116,6 +116,9 @@ def main(argv=None) -> dict:
 
 def _main(args) -> dict:
   from benchmarks import common
+  from iptnet_jax import cpu_threefry
+
+  cpu_threefry.use_unrolled_threefry_on_cpu()  # as train_and_evaluate does; rows marked 'rolled' undo it
 
   if not args.no_torch:
     try:

@@ -52,7 +52,10 @@ def worker(num_devices: int, repeats: int, out_dir: Path, seed: int, matmul_prec
 
   jax.config.update("jax_default_matmul_precision", matmul_precision)
   from benchmarks import sm
+  from iptnet_jax import cpu_threefry
   from iptnet_jax.datasets import summarization
+
+  cpu_threefry.use_unrolled_threefry_on_cpu()
 
   if jax.device_count() != num_devices:
     raise RuntimeError(f"expected {num_devices} devices, got {jax.device_count()} ({jax.devices()}); "

@@ -6,6 +6,8 @@
   bitdrop        dropout masks from 1 random bit per element (32 masks per threefry word) instead of a 32-bit
                  uniform per element; same Bernoulli(0.5) distribution, different random stream
   bitdrop+grid32 both
+  rolled-threefry the base step compiled with jax 0.10's rolled threefry loop on CPU, i.e. without
+                 iptnet_jax.cpu_threefry (same random bits, so the same parameters)
   bf16           model.compute_dtype = bfloat16 (attention and fc1 in bf16, BUILD.md 'Mixed precision'); for
                  GPUs and TPUs, shown on every device
   b4             4 videos per step (10 Adam steps per epoch instead of 40): changes the optimisation, shown
@@ -25,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import common, sm
-from iptnet_jax import config_defaults
+from iptnet_jax import config_defaults, cpu_threefry
 from iptnet_jax.sm import model as sm_model
 
 GRID32 = tuple(range(32, 1024 + 1, 32))
@@ -80,9 +82,9 @@ def bit_dropout_in_sm_model():
   return patch_dropout(sm_model)
 
 
-def _patched(fn):
+def _within(context, fn):
   def run():
-    with bit_dropout_in_sm_model():
+    with context():
       return fn()
   return run
 
@@ -94,15 +96,19 @@ def run(args) -> tuple[list[common.Row], dict]:
       "grid32": sm.OursSM(examples, buckets=GRID32, seed=args.seed),
       "bitdrop": sm.OursSM(examples, seed=args.seed),
       "bitdrop+grid32": sm.OursSM(examples, buckets=GRID32, seed=args.seed),
+      "rolled-threefry": sm.OursSM(examples, seed=args.seed),
       "bf16": sm.OursSM(examples, seed=args.seed, compute_dtype="bfloat16"),
       "b4": sm.OursSM(examples, batch_size=4, seed=args.seed),
   }
-  patched = {"bitdrop", "bitdrop+grid32"}
+  # Variants whose step is traced (and compiled, on its first call) inside a context.
+  contexts = {"bitdrop": bit_dropout_in_sm_model, "bitdrop+grid32": bit_dropout_in_sm_model,
+              "rolled-threefry": lambda: cpu_threefry.lowering(unrolled=False)}
   compile_s = {}
   for name, v in variants.items():
-    with (bit_dropout_in_sm_model() if name in patched else contextlib.nullcontext()):
+    with contexts.get(name, contextlib.nullcontext)():
       compile_s[name] = v.compile_times()
-  runners = {name: (_patched(v.epoch) if name in patched else v.epoch) for name, v in variants.items()}
+  runners = {name: (_within(contexts[name], v.epoch) if name in contexts else v.epoch)
+             for name, v in variants.items()}
   timings = common.interleaved(runners, repeats=args.repeats, warmup=1)
   base = timings["base"].median
   useful = variants["base"].useful_flops().total
