@@ -57,6 +57,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from iptnet_jax.lm.lstm import lstm_recurrence
+
 # Added to masked logits, as upstream `mask_logits`. Finite in float32 (and bf16), so 0 * it stays 0.
 MASK_VALUE = -1e30
 
@@ -396,17 +398,7 @@ class TorchLSTM(nn.Module):
     bias_ih = self.param("bias_ih_l0", init, (4 * h,))
     bias_hh = self.param("bias_hh_l0", init, (4 * h,))
     input_gates = x @ weight_ih.T + bias_ih + bias_hh  # all steps at once; only h @ W_hh is sequential
-
-    def step(carry, gates_t):
-      h_prev, c_prev = carry
-      gates = gates_t + h_prev @ weight_hh.T
-      i, f, g, o = jnp.split(gates, 4, axis=-1)
-      c = jax.nn.sigmoid(f) * c_prev + jax.nn.sigmoid(i) * jnp.tanh(g)
-      h_t = jax.nn.sigmoid(o) * jnp.tanh(c)
-      return (h_t, c), h_t
-
-    zeros = jnp.zeros(x.shape[:1] + (h,), input_gates.dtype)
-    _, outputs = jax.lax.scan(step, (zeros, zeros), jnp.swapaxes(input_gates, 0, 1))
+    outputs = lstm_recurrence(jnp.swapaxes(input_gates, 0, 1), weight_hh)  # lm/lstm.py: custom backward pass
     return jnp.swapaxes(outputs, 0, 1)
 
 
