@@ -9,7 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 
-from iptnet_jax.lm.model import VSLNet, DepthwiseConv1D, DynamicRNN, dummy_inputs, init_variables
+import flax.linen as nn
+
+from iptnet_jax.lm.model import (VSLNet, CharacterEmbedding, DepthwiseConv1D, DynamicRNN, dummy_inputs,
+                                 init_variables)
 
 NUM_WORDS, NUM_CHARS, WORD_DIM, VISUAL_DIM, CHAR_LEN = 12, 10, 6, 12, 4
 TINY = dict(num_words=NUM_WORDS, num_chars=NUM_CHARS, word_dim=WORD_DIM, dim=16, num_heads=2, max_pos_len=16,
@@ -161,6 +164,54 @@ class DepthwiseConvTest(absltest.TestCase):
     expected = jax.lax.conv_general_dilated(x, params["kernel"], (1,), [(3, 3)],
                                             dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=5)
     np.testing.assert_allclose(conv.apply({"params": params}, x), expected, atol=1e-5)
+
+
+class ConvCharacterEmbedding(nn.Module):
+  """The char CNN as separate (1, k) VALID convolutions (torch Conv2d semantics), for comparison."""
+
+  num_chars: int
+  char_dim: int
+  channels: tuple
+  kernels: tuple
+
+  @nn.compact
+  def __call__(self, char_ids):
+    emb = nn.Embed(self.num_chars, self.char_dim, name="char_emb")(char_ids)
+    emb = emb * (char_ids != 0)[..., None]
+    outputs = []
+    for i, (kernel, channel) in enumerate(zip(self.kernels, self.channels)):
+      conv = nn.Conv(channel, kernel_size=(1, kernel), padding="VALID", kernel_init=nn.initializers.xavier_uniform(),
+                     name=f"char_convs_{i}")
+      outputs.append(jnp.max(nn.relu(conv(emb)), axis=2))
+    return jnp.concatenate(outputs, axis=-1)
+
+
+class CharacterEmbeddingTest(absltest.TestCase):
+
+  def test_one_matmul_equals_separate_convolutions_with_the_same_init(self):
+    channels, kernels = (3, 4, 5, 6), (1, 2, 3, 4)
+    char_ids = np.random.default_rng(0).integers(0, 9, size=(2, 3, 7)).astype(np.int32)
+    char_ids[0, 0, 2:] = 0  # a short word: its later windows cover PAD chars, as upstream
+    ours = CharacterEmbedding(9, 5, 0.0, channels, kernels)
+    conv = ConvCharacterEmbedding(9, 5, channels, kernels)
+    params = ours.init(jax.random.key(4), char_ids, deterministic=True)["params"]
+    conv_params = conv.init(jax.random.key(4), char_ids)["params"]
+    # nn.Conv's parameter names, shapes (torch port layout) and initial values, so seeds reproduce.
+    jax.tree.map(np.testing.assert_array_equal, {k: v for k, v in params.items() if k != "char_emb"},
+                 {k: v for k, v in conv_params.items() if k != "char_emb"})
+    params = jax.tree.map(lambda x: x + 0.1, params)  # non-zero biases
+    got = jax.jit(lambda p: ours.apply({"params": p}, char_ids, deterministic=True))(params)
+    want = jax.jit(lambda p: conv.apply({"params": p}, char_ids))(params)
+    self.assertEqual(got.shape, (2, 3, sum(channels)))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    grad = lambda module, **kw: jax.jit(jax.grad(lambda p: jnp.sum(jnp.sin(module.apply({"params": p}, char_ids,
+                                                                                         **kw)))))(params)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                 grad(ours, deterministic=True), grad(conv))
+
+  def test_rejects_words_shorter_than_the_widest_kernel(self):
+    with self.assertRaisesRegex(ValueError, "char_ids: 3 chars per word"):
+      CharacterEmbedding(9, 5, 0.0).init(jax.random.key(0), np.ones((1, 2, 3), np.int32), deterministic=True)
 
 
 class LstmTest(absltest.TestCase):
