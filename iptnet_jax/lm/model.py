@@ -145,7 +145,7 @@ class CharacterEmbedding(nn.Module):
   word's end) times the kernels stacked side by side (a k-tap kernel zero on the taps beyond k), then each
   kernel's max over its VALID positions. Same arithmetic as the separate convolutions, in one large product
   instead of four small convolutions and their gradients (the `lm-profile` row 'char CNN': 13 ms as
-  convolutions, about 9 ms as one matmul, on 2 CPU cores).
+  convolutions, 11 ms as one matmul, on 2 CPU cores).
 
   As upstream, the max also runs over windows of PAD chars (zero embeddings, so ReLU(bias) there): a word's
   vector can depend on the char axis length Lc, which the data pipeline fixes per bucket.
