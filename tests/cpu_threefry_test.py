@@ -47,11 +47,13 @@ def test_unrolled_lowering_draws_the_same_bits_without_a_loop():
 
 def test_train_and_evaluate_turns_it_on(monkeypatch, tmp_path):
   """The seam applies the backport before any trainer builds a step."""
+  import ml_collections
+
   from iptnet_jax import train
 
   calls = []
   monkeypatch.setattr(cpu_threefry, "use_unrolled_threefry_on_cpu", lambda: calls.append(1))
-  config = train.ml_collections.ConfigDict({"task": "no such task"})
+  config = ml_collections.ConfigDict({"task": "no such task"})
   with pytest.raises(ValueError, match="config.task"):
     train.train_and_evaluate(config, tmp_path)
   assert calls == [1]
