@@ -1,11 +1,13 @@
-"""Tiny SM + LM models and random joint batches shared by the iPTNet tests (and their 8-device subprocess)."""
+"""Tiny SM + LM models and random joint batches shared by the iPTNet tests (and their multi-device subprocesses)."""
 # Every source gets the stand-in shapes, so one compiled step serves all four branches.
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from iptnet_jax.iptnet import batches, step as step_lib
+from iptnet_jax.iptnet import teaching
 from iptnet_jax.lm.model import VSLNet, init_variables
 from iptnet_jax.sm import anchor_free
 from iptnet_jax.sm.model import DSNetAF
@@ -61,3 +63,26 @@ def joint(source, rng, batch_size=4):
   if source in (step_lib.SM_ONLY, step_lib.SM_DATA):
     return batches.joint_batch(source, sm=sm_batch(rng, batch_size), feature_dim=FEATURE_DIM)
   return batches.joint_batch(source, lm=lm_batch(rng, batch_size), feature_dim=FEATURE_DIM)
+
+
+def train_joint_steps(mesh, batch_size: int = 8):
+  """Five joint steps (every source) on `mesh` from a fixed state with SGD + EMA teachers; returns the losses,
+  the parameters on the host and the number of devices holding them. Every process builds the same batches and
+  `shard_batch` hands each its own rows, as in training.
+
+  SGD rather than Adam: Adam divides each gradient element by its own RMS, so parameters whose gradient is
+  analytically zero (attention key biases, span-logit biases: softmax is shift-invariant) take full +-lr steps on
+  the sign of rounding noise, which differs with the reduction order across devices. SGD keeps parameter
+  differences proportional to gradient differences; the losses are the same either way."""
+  sm, lm = models()
+  tx = teaching.per_module({name: optax.chain(optax.sgd(0.05), teaching.ema_teacher(0.3)) for name in ("sm", "lm")})
+  step = step_lib.make_joint_step(sm, lm, tx, step_lib.JointSettings(radius=3), mesh=mesh)
+  state, constants = init_state(sm, lm, tx)
+  state, constants = step_lib.replicate(state, mesh), step_lib.replicate(constants, mesh)
+  losses = []
+  sources = [step_lib.SM_ONLY, step_lib.LM_DATA, step_lib.SM_DATA, step_lib.LM_ONLY, step_lib.SM_DATA]
+  for i, source in enumerate(sources):
+    batch = step_lib.shard_batch(joint(source, np.random.default_rng(i), batch_size=batch_size), mesh)
+    state, metrics = step(state, constants, batch)
+    losses.append(float(metrics["total"]))
+  return losses, jax.device_get(state.params), len(state.params["sm"]["fc_cls"]["bias"].sharding.device_set)

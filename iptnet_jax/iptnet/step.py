@@ -205,7 +205,21 @@ def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
 
 
 def replicate(tree, mesh: jax.sharding.Mesh):
-  return jax.device_put(tree, NamedSharding(mesh, P()))
+  """Places the same host (or local) values on every device of the mesh.
+
+  With several processes (jax.distributed) the mesh has devices that this process cannot address, which
+  device_put refuses; every process then hands over its own (identical) copy. PRNG keys travel as key data.
+  """
+  replicated = NamedSharding(mesh, P())
+  if jax.process_count() == 1:
+    return jax.device_put(tree, replicated)
+
+  def put(x):
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(put(jax.random.key_data(x)), impl=jax.random.key_impl(x))
+    return jax.make_array_from_process_local_data(replicated, np.asarray(x))
+
+  return jax.tree.map(put, tree)
 
 
 def shard_batch(batch: dict, mesh: jax.sharding.Mesh) -> dict:
