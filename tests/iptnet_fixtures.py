@@ -65,8 +65,12 @@ def joint(source, rng, batch_size=4):
   return batches.joint_batch(source, lm=lm_batch(rng, batch_size), feature_dim=FEATURE_DIM)
 
 
-def train_joint_steps(mesh, batch_size: int = 8):
-  """Five joint steps (every source) on `mesh` from a fixed state with SGD + EMA teachers; returns the losses,
+ALL_SOURCES = (step_lib.SM_ONLY, step_lib.LM_DATA, step_lib.SM_DATA, step_lib.LM_ONLY, step_lib.SM_DATA)
+
+
+def train_joint_steps(mesh, batch_size: int = 8, sources=ALL_SOURCES):
+  """One joint step per entry of `sources` on `mesh` (the step compiled with only those branches) from a fixed
+  state with SGD + EMA teachers; returns the losses,
   the parameters on the host and the number of devices holding them. Every process builds the same batches and
   `shard_batch` hands each its own rows, as in training.
 
@@ -76,11 +80,11 @@ def train_joint_steps(mesh, batch_size: int = 8):
   differences proportional to gradient differences; the losses are the same either way."""
   sm, lm = models()
   tx = teaching.per_module({name: optax.chain(optax.sgd(0.05), teaching.ema_teacher(0.3)) for name in ("sm", "lm")})
-  step = step_lib.make_joint_step(sm, lm, tx, step_lib.JointSettings(radius=3), mesh=mesh)
+  step = step_lib.make_joint_step(sm, lm, tx, step_lib.JointSettings(radius=3), mesh=mesh,
+                                  sources=tuple(sorted(set(sources))))
   state, constants = init_state(sm, lm, tx)
   state, constants = step_lib.replicate(state, mesh), step_lib.replicate(constants, mesh)
   losses = []
-  sources = [step_lib.SM_ONLY, step_lib.LM_DATA, step_lib.SM_DATA, step_lib.LM_ONLY, step_lib.SM_DATA]
   for i, source in enumerate(sources):
     batch = step_lib.shard_batch(joint(source, np.random.default_rng(i), batch_size=batch_size), mesh)
     state, metrics = step(state, constants, batch)
