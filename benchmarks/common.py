@@ -281,5 +281,6 @@ def describe_environment(info: dict) -> str:
           f"versions: python {info['python']}, jax {info['jax']}, jaxlib {info['jaxlib']}, flax {info['flax']}, "
           f"optax {info['optax']}, numpy {info['numpy']}, torch {info.get('torch')} "
           f"(torch threads {info.get('torch_threads')}, OMP_WAIT_POLICY={info.get('omp_wait_policy') or 'unset'})\n"
-          f"matmul precision: {info['matmul_precision']}; threefry on CPU: {info.get('threefry_on_cpu')}; XLA_FLAGS: {info['xla_flags'] or '(none)'}; "
+          f"matmul precision: {info['matmul_precision']}; threefry on CPU: {info.get('threefry_on_cpu')}; "
+          f"XLA_FLAGS: {info['xla_flags'] or '(none)'}; "
           f"load average at start (1/5/15 min): {load_text}")

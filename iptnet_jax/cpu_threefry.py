@@ -7,9 +7,8 @@ dropout site becomes a loop of its own. With the thunk runtime the unrolled lowe
 compiles as fast and runs faster, and upstream switched CPU to it. The random bits are identical, so results do
 not change; only the HLO does.
 
-Measured on 2 CPU cores (jax 0.10.2) by `python -m benchmarks.run --only lm,sm-variants`, which times the
-same steps compiled both ways in the same rounds: the LM (VSLNet) epoch at batch 16 1.12-1.30x faster, an SM
-epoch 1.02-1.11x, compile time no longer (BUILD.md, 'Dropout randomness on CPU').
+`python -m benchmarks.run --only lm,sm-variants` times the same steps compiled both ways in the same rounds
+(rows 'rolled threefry'); the figures measured on 2 CPU cores are in BUILD.md, 'Dropout randomness on CPU'.
 
 `train_and_evaluate` calls `use_unrolled_threefry_on_cpu()`; call it yourself before the first jit when you
 build steps by hand. It changes how jax lowers the primitive for every later compilation in the process.

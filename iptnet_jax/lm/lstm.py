@@ -8,8 +8,8 @@ Why a custom VJP: differentiating `lax.scan` makes every step of the backward lo
 (an outer product and an add of a (4H, H) matrix per step), and XLA:CPU runs each loop step as a sequence of
 small kernels. Here the backward loop only carries dh and dc and emits each step's gate gradients; dW_hh is
 then one (4H, T*B) x (T*B, H) matmul after the loop. Same mathematics, a different summation order (float32
-results agree to rounding, tests/lm_lstm_test.py). At VSLNet's sizes (batch 16, 64 steps, H = 128) on 2 CPU
-cores the `lm-profile` row 'fwd+bwd LSTM' of `python -m benchmarks.run --only lm` went from 25 ms to 18 ms.
+results agree to rounding, tests/lm_lstm_test.py). Timed by the `lm-profile` row 'fwd+bwd LSTM' of
+`python -m benchmarks.run --only lm` (VSLNet's sizes: batch 16, 64 steps, H = 128); figures in BUILD.md.
 """
 
 from __future__ import annotations

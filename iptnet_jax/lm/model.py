@@ -144,8 +144,8 @@ class CharacterEmbedding(nn.Module):
   The convolutions run as ONE matmul: each char position's window of max(kernels) embeddings (zero past the
   word's end) times the kernels stacked side by side (a k-tap kernel zero on the taps beyond k), then each
   kernel's max over its VALID positions. Same arithmetic as the separate convolutions, in one large product
-  instead of four small convolutions and their gradients (the `lm-profile` row 'char CNN': 13 ms as
-  convolutions, 11 ms as one matmul, on 2 CPU cores).
+  instead of four small convolutions and their gradients (timed by the `lm-profile` row 'char CNN' of
+  `python -m benchmarks.run --only lm`; figures in BUILD.md).
 
   As upstream, the max also runs over windows of PAD chars (zero embeddings, so ReLU(bias) there): a word's
   vector can depend on the char axis length Lc, which the data pipeline fixes per bucket.
