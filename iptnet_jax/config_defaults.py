@@ -12,6 +12,7 @@ import dataclasses
 import ml_collections
 
 from iptnet_jax.datasets.synthetic_vsumm import SyntheticSpec
+from iptnet_jax.errors import InputError
 
 TVSUM_BUCKETS = (64, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024)
 
@@ -98,7 +99,7 @@ def iptnet_config(lm_config: ml_collections.ConfigDict) -> ml_collections.Config
   return config
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
   """A configuration value outside its allowed range."""
 
 

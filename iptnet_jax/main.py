@@ -10,6 +10,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from iptnet_jax import train
+from iptnet_jax.errors import InputError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
                                           lock_config=True)
@@ -26,13 +27,10 @@ def main(argv):
   train.enable_compilation_cache(_CACHE.value)
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (FileNotFoundError, ValueError) as error:
+  except InputError as error:
     # The project's own input checks already say which file / field is wrong and what was expected; a
-    # traceback adds nothing to that. Errors from anywhere else keep their traceback.
-    if not type(error).__module__.startswith("iptnet_jax") and not isinstance(error, FileNotFoundError):
-      raise
+    # traceback adds nothing to that. Any other exception is a programming error and keeps its traceback.
     sys.exit(f"error: {error}")
-
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])

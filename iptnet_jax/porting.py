@@ -65,6 +65,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from iptnet_jax.errors import InputError
+
 # Flax path -> (torch key, transpose?) for every parameter of DSNetAF.
 _PARAM_MAP: dict[tuple[str, ...], tuple[str, bool]] = {
     ("base_model", "Q", "kernel"): ("base_model.Q.weight", True),
@@ -91,7 +93,7 @@ _KEY_ALIASES = {"base_model.fc.weight": "base_model.fc.0.weight"}
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 
 
-class StateDictMismatchError(ValueError):
+class StateDictMismatchError(InputError):
   """A state_dict whose keys or shapes do not fit DSNetAF; the message lists every offending key."""
 
 

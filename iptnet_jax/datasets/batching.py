@@ -11,8 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from iptnet_jax.errors import InputError
 
-class BucketError(ValueError):
+
+class BucketError(InputError):
   """A bucket specification or a length that cannot be bucketed."""
 
 

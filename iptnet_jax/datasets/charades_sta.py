@@ -79,6 +79,7 @@ from pathlib import Path
 import numpy as np
 
 from iptnet_jax.datasets.batching import bucket_length, pad_axis
+from iptnet_jax.errors import InputError
 from iptnet_jax.lm import labels as lm_labels
 from iptnet_jax.lm import span as lm_span
 
@@ -94,7 +95,7 @@ MIN_CHAR_LENGTH = 4  # VSLNet's char CNN has kernels up to width 4; shorter char
 HIGHLIGHT_EXTENSION = 0.1
 
 
-class CharadesDataError(ValueError):
+class CharadesDataError(InputError):
   """Charades-STA input (annotation, vocabulary or feature file) that does not have the expected form."""
 
 

@@ -28,16 +28,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from iptnet_jax.errors import InputError
+
 REQUIRED_FIELDS = ("features", "gtscore", "change_points", "n_frame_per_seg", "n_frames", "picks")
 EVAL_FIELD = "user_summary"
 USER_SCORES_FIELD = "user_scores"
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(InputError):
   """A dataset file whose content does not have the expected layout."""
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(InputError, FileNotFoundError):
   """A dataset file that does not exist."""
 
 

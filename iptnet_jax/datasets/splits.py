@@ -21,10 +21,12 @@ from pathlib import Path
 
 import yaml
 
+from iptnet_jax.errors import InputError
+
 _KEY_LISTS = ("train_keys", "val_keys", "test_keys")
 
 
-class SplitFormatError(ValueError):
+class SplitFormatError(InputError):
   """A split file that cannot be read as one of the published formats."""
 
 

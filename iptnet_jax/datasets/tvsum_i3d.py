@@ -60,6 +60,7 @@ import numpy as np
 import yaml
 
 from iptnet_jax.datasets import eccv16
+from iptnet_jax.errors import InputError
 from iptnet_jax.vsumm import highlight, keyshots, kts
 
 SEGMENT_SECONDS = 2.0
@@ -77,7 +78,7 @@ DOMAIN_ORDER = ("VT", "VU", "GA", "MS", "PK", "PR", "FM", "BK", "BT", "DS")
 FEATURE_DIR_RELPATH = "features/tvsum/video_features"
 
 
-class TvsumI3dError(ValueError):
+class TvsumI3dError(InputError):
   """A TVSum source file or in-memory input that does not have the expected content."""
 
 

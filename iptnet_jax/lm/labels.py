@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from iptnet_jax.errors import InputError
 
-class LabelError(ValueError):
+
+class LabelError(InputError):
   """An argument that cannot produce a well-defined label."""
 
 

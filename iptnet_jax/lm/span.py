@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from iptnet_jax.errors import InputError
+
 THRESHOLDS = (0.3, 0.5, 0.7)
 
 
-class SpanError(ValueError):
+class SpanError(InputError):
   """Span inputs with inconsistent shapes or values."""
 
 

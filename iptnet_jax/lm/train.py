@@ -40,6 +40,7 @@ import optax
 from iptnet_jax import checkpoint, porting, run_log
 from iptnet_jax.datasets import charades_sta, synthetic_charades
 from iptnet_jax.datasets.batching import bucket_length
+from iptnet_jax.errors import InputError
 from iptnet_jax.lm import losses as lm_losses
 from iptnet_jax.lm import span
 from iptnet_jax.lm.model import VSLNet, init_variables
@@ -52,7 +53,7 @@ METRIC_NAMES = ("R1@0.3", "R1@0.5", "R1@0.7", "mIoU")
 SYNTHETIC_TAG = "[synthetic features]"
 
 
-class LMConfigError(ValueError):
+class LMConfigError(InputError):
   """A configuration value outside its allowed range."""
 
 

@@ -37,8 +37,10 @@ import numbers
 
 import numpy as np
 
+from iptnet_jax.errors import InputError
 
-class VsummInputError(ValueError):
+
+class VsummInputError(InputError):
   """Bad input to the summarization evaluation protocol; the message names the argument."""
 
 
