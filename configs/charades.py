@@ -59,6 +59,8 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.train.weight_decay = 0.01  # decoupled (AdamW); not on biases and LayerNorms
   config.train.clip_norm = 1.0
   config.train.highlight_lambda = 5.0
+  # The latest full state is saved at every epoch end and, when > 0, every this many steps (iptnet_jax.loop).
+  config.train.checkpoint_every_steps = 0
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 64

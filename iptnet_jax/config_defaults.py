@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import math
 
 import ml_collections
 
@@ -52,6 +53,8 @@ def sm_config() -> ml_collections.ConfigDict:
   config.train.weight_decay = 1e-5  # coupled L2, as torch.optim.Adam(weight_decay=...)
   config.train.lambda_reg = 1.0
   config.train.lambda_ctr = 1.0
+  # The latest full state is saved at every epoch end and, when > 0, every this many steps (iptnet_jax.loop).
+  config.train.checkpoint_every_steps = 0
 
   config.eval = ml_collections.ConfigDict()
   config.eval.protocol = "fscore"  # "fscore": keyshot F1 (DSNet); "top5_map": highlight detection (UMT)
@@ -120,6 +123,10 @@ def parse_split_selection(selection: str, num_splits: int) -> list[int]:
   return indices
 
 
+def is_positive_finite(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
 def check_sm_config(config: ml_collections.ConfigDict) -> None:
   _require(config.data.source in ("h5", "synthetic"), "data.source", config.data.source, "'h5' or 'synthetic'")
   buckets = tuple(config.data.buckets)
@@ -133,8 +140,10 @@ def check_sm_config(config: ml_collections.ConfigDict) -> None:
            config.model.get("compute_dtype"), "'float32' or 'bfloat16'")
   _require(config.train.epochs >= 0, "train.epochs", config.train.epochs, "0 (evaluate only) or more")
   _require(config.train.batch_size >= 1, "train.batch_size", config.train.batch_size, "at least 1")
-  _require(config.train.lr > 0, "train.lr", config.train.lr, "a positive learning rate")
+  _require(is_positive_finite(config.train.lr), "train.lr", config.train.lr, "a finite, positive learning rate")
   _require(config.train.weight_decay >= 0, "train.weight_decay", config.train.weight_decay, "non-negative")
+  _require(config.train.checkpoint_every_steps >= 0, "train.checkpoint_every_steps",
+           config.train.checkpoint_every_steps, "0 (epoch ends only) or a positive step count")
   _require(0 < config.eval.nms_thresh <= 1, "eval.nms_thresh", config.eval.nms_thresh, "a threshold in (0, 1]")
   _require(0 < config.eval.proportion < 1, "eval.proportion", config.eval.proportion, "a fraction in (0, 1)")
   _require(config.eval.protocol in ("fscore", "top5_map"), "eval.protocol", config.eval.protocol,
@@ -157,7 +166,8 @@ def check_iptnet_config(config: ml_collections.ConfigDict) -> None:
            "'target_to_student' or 'student_to_target'")
   for field in ("lm_warmup_epochs", "sm_warmup_epochs", "lm_steps_per_phase", "num_devices"):
     _require(c[field] >= 0, f"iptnet.{field}", c[field], "non-negative")
-  _require(config.lm.train.lr > 0, "lm.train.lr", config.lm.train.lr, "a positive learning rate")
+  _require(is_positive_finite(config.lm.train.lr), "lm.train.lr", config.lm.train.lr,
+           "a finite, positive learning rate")
   # The LM-alone trainer's upstream-checkpoint start; the iPTNet LM has no positional table and starts from
   # its own LM warm-up, so a path here would be silently ignored.
   _require(not config.lm.get("init_from"), "lm.init_from", config.lm.get("init_from"),

@@ -9,12 +9,14 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from iptnet_jax import train
+from iptnet_jax import loop, train
 from iptnet_jax.errors import InputError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", "runs/default", "Folder for metrics, checkpoints and generated data.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Clear the workdir (a run of this project) and start again, "
+                                "instead of resuming the run it holds or refusing a different config.")
 _CACHE = flags.DEFINE_string("compilation_cache", None, "Folder of JAX's persistent compilation cache (default: "
                              f"$JAX_COMPILATION_CACHE_DIR, else {train.DEFAULT_COMPILATION_CACHE}); 'none' "
                              "turns it off.")
@@ -26,11 +28,15 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   train.enable_compilation_cache(_CACHE.value)
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
+  except loop.RunInterrupted as stopped:
+    print(stopped, file=sys.stderr)
+    sys.exit(128 + stopped.signum)  # the shell's convention for a process ended by a signal
   except InputError as error:
     # The project's own input checks already say which file / field is wrong and what was expected; a
     # traceback adds nothing to that. Any other exception is a programming error and keeps its traceback.
     sys.exit(f"error: {error}")
+
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import ml_collections
 
+from iptnet_jax.config_defaults import ConfigError
+
 TASKS = ("sm", "lm", "iptnet")
 DEFAULT_COMPILATION_CACHE = "~/.cache/iptnet_jax/jax_cache"
 
@@ -26,18 +28,22 @@ def enable_compilation_cache(folder: str | None = None) -> str | None:
   return folder
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
-  """Runs the trainer that `config.task` names and returns its results."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, overwrite: bool = False) -> dict:
+  """Runs the trainer that `config.task` names in `workdir` and returns its results.
+
+  The workdir belongs to one run (`iptnet_jax.run_dir`): rerunning the same config resumes it where it stopped
+  (`iptnet_jax.loop`), another config is refused unless `overwrite`, which clears the workdir first.
+  """
   from iptnet_jax import cpu_threefry
 
   cpu_threefry.use_unrolled_threefry_on_cpu()  # same random bits, faster dropout on CPU (its docstring)
   if config.task == "sm":
     from iptnet_jax.sm.train import train_and_evaluate_sm
-    return train_and_evaluate_sm(config, workdir)
+    return train_and_evaluate_sm(config, workdir, overwrite)
   if config.task == "lm":
     from iptnet_jax.lm.train import train_and_evaluate_lm
-    return train_and_evaluate_lm(config, workdir)
+    return train_and_evaluate_lm(config, workdir, overwrite)
   if config.task == "iptnet":
     from iptnet_jax.iptnet.train import train_and_evaluate_iptnet
-    return train_and_evaluate_iptnet(config, workdir)
-  raise ValueError(f"config.task={config.task!r}: expected one of {TASKS}")
+    return train_and_evaluate_iptnet(config, workdir, overwrite)
+  raise ConfigError(f"config.task={config.task!r}: expected one of {', '.join(TASKS)}")

@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 from absl import app, flags
 
+from iptnet_jax import fileio
 from iptnet_jax.datasets import eccv16
 from iptnet_jax.vsumm import keyshots
 
@@ -126,8 +127,8 @@ def write_synthetic_dataset(out_dir: str | Path, spec: SyntheticSpec) -> tuple[P
             for i in range(spec.num_videos)}
   h5_path = eccv16.write_eccv16_h5(out_dir / H5_NAME, videos, overwrite=True)
   split_path = out_dir / SPLIT_NAME
-  split_path.write_text(yaml.safe_dump(_random_splits(rng, list(videos), spec)))
-  (out_dir / MARKER_NAME).write_text(json.dumps(dataclasses.asdict(spec), indent=1))
+  fileio.atomic_write_text(split_path, yaml.safe_dump(_random_splits(rng, list(videos), spec)))
+  fileio.atomic_write_text(out_dir / MARKER_NAME, json.dumps(dataclasses.asdict(spec), indent=1))
   return h5_path, split_path
 
 

@@ -15,9 +15,7 @@ iPTNet-L (SM alone, through the same step).
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import time
 from pathlib import Path
 
 import jax
@@ -25,7 +23,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from iptnet_jax import checkpoint, config_defaults, run_log
+from iptnet_jax import config_defaults, loop, run_dir, run_log
 from iptnet_jax.datasets import charades_sta, summarization
 from iptnet_jax.datasets import splits as splits_lib
 from iptnet_jax.iptnet import batches, teaching
@@ -98,10 +96,7 @@ class _Loaded:
     self.splits = [all_splits[i] for i in
                    config_defaults.parse_split_selection(config.data.splits, len(all_splits))]
     self.videos = summarization.load_split_videos(self.splits)
-    dims = {v.features.shape[1] for v in self.videos.values()}
-    if len(dims) != 1:
-      raise ValueError(f"summarization videos have different feature widths {sorted(dims)}")
-    self.feature_dim = dims.pop()
+    self.feature_dim = sm_train.feature_width(self.videos)
     self.lm_data = None
     if config.iptnet.use_lm:
       feature_dir = lm_train.resolve_feature_dir(config.lm, workdir)
@@ -111,8 +106,9 @@ class _Loaded:
       lm_dim = self.lm_data.feature_dim
       if lm_dim != self.feature_dim:
         # The SM runs on LM videos and the LM on SM videos (no adapter, as in the paper's code).
-        raise ValueError(f"feature widths differ: summarization videos {self.feature_dim}, Charades features "
-                         f"{lm_dim} (config.lm.data.synthetic.dim for synthetic ones); iPTNet needs one width")
+        raise config_defaults.ConfigError(
+            f"feature widths differ: summarization videos {self.feature_dim}, Charades features {lm_dim} "
+            "(config.lm.data.synthetic.dim for synthetic ones); iPTNet needs one width")
 
     # Built once: the jitted functions then compile once per shape for the whole run, not once per split.
     self.phases = schedule(config.train.epochs, config.iptnet.sm_warmup_epochs, config.iptnet.lm_warmup_epochs,
@@ -128,6 +124,7 @@ class _Loaded:
     self.joint_step = step_lib.make_joint_step(self.sm, self.lm, self.tx, settings_from_config(config), self.mesh,
                                                tuple(sorted(set(self.phases))))
     self.predict_fn = inference.make_predict_fn(self.sm)
+    self.buckets = tuple(config.data.buckets)
     self.lm_predict_fn = lm_train.make_predict_fn(self.lm) if self.lm_data is not None else None
     lm_data_config = config.lm.data
     self.standin_shapes = batches.StandinShapes(
@@ -135,109 +132,166 @@ class _Loaded:
         lm_query_length=min(lm_data_config.query_buckets), lm_char_length=min(lm_data_config.char_buckets))
 
 
-def _train_split(config, split, loaded: _Loaded, workdir: Path, writer: run_log.JsonlWriter) -> SplitResult:
-  train_videos = [loaded.videos[r] for r in split.train]
-  val_videos = [loaded.videos[r] for r in split.val]
-  test_videos = [loaded.videos[r] for r in split.test]
-  examples = summarization.training_examples(train_videos, config.eval.proportion)
-  lm_data, mesh, phases = loaded.lm_data, loaded.mesh, loaded.phases
+def _phases(sources: list[int]) -> list[loop.Phase]:
+  """The schedule's sources as loop phases: an SM pass is an SM epoch, evaluated after; an LM pass is not
+  evaluated and carries the number of the SM epochs done before it."""
+  phases, sm_epoch = [], 0
+  for source in sources:
+    sm = source in (step_lib.SM_ONLY, step_lib.SM_DATA)
+    sm_epoch += sm
+    phases.append(loop.Phase(sm_epoch, step_lib.SOURCE_NAMES[source], evaluate=sm))
+  return phases
 
-  sm_rng, lm_rng, train_rng = jax.random.split(jax.random.key(config.seed + split.index), 3)
-  params = {"sm": sm_train.init_params(loaded.sm, sm_rng, loaded.feature_dim), "lm": {}}
-  constants = {}
-  if lm_data is not None:
-    lm_variables = init_variables(loaded.lm, lm_rng, lm_data.word_vectors)
-    params["lm"], constants = lm_variables["params"], lm_variables["constants"]
-  state = step_lib.JointState(step=jnp.zeros((), jnp.int32), params=params, opt_state=loaded.tx.init(params),
-                              rng=train_rng)
-  state, constants = step_lib.replicate(state, mesh), step_lib.replicate(constants, mesh)
-  buckets = tuple(config.data.buckets)
-  eval_kwargs = dict(protocol=config.eval.protocol, nms_thresh=config.eval.nms_thresh,
-                     proportion=config.eval.proportion, metric=config.eval.metric)
 
-  selection = "val" if val_videos else "test (DSNet convention)"
-  best = checkpoint.BestCheckpoint(workdir / "checkpoints" / f"split_{split.index}")
-  tracker = {"best": -1.0, "epoch": 0, "model": "student", "test": float("nan"), "val": None,
-             "last_test": float("nan")}
-  progress = run_log.Progress(f"split {split.index}", config.train.epochs)
-  shuffle_rng = np.random.default_rng(config.seed + split.index)
-  sm_epoch = 0
-  lm_train_loss = None
+class _Split(loop.Unit):
+  """One split of the summarization data through the schedule; the LM data is shared by all splits."""
 
-  def score(params_sm, eval_videos):
-    preds = inference.predict_videos(loaded.predict_fn, params_sm, eval_videos, config.eval.batch_size, buckets)
-    return inference.split_score(eval_videos, preds, **eval_kwargs)
+  def __init__(self, config: ml_collections.ConfigDict, split, loaded: _Loaded):
+    self.config, self.split, self.loaded = config, split, loaded
+    self.name, self.label, self.context = f"split_{split.index}", f"split {split.index}", {"split": split.index}
+    self.train_videos = [loaded.videos[r] for r in split.train]
+    self.val_videos = [loaded.videos[r] for r in split.val]
+    self.test_videos = [loaded.videos[r] for r in split.test]
+    self.examples = summarization.training_examples(self.train_videos, config.eval.proportion)
+    self.sources = loaded.phases
+    self.phases = _phases(loaded.phases)
+    self.total_epochs = config.train.epochs
+    self.learning_rates = {"train.lr": config.train.lr}
+    if loaded.lm_data is not None:
+      self.learning_rates["lm.train.lr"] = config.lm.train.lr
+    self.loss_prefix = "loss_"
+    self.selection = "val" if self.val_videos else "test (DSNet convention)"
+    self.constants = None
 
-  def host_batches(source):
+  def init_state(self) -> step_lib.JointState:
+    loaded = self.loaded
+    sm_rng, lm_rng, train_rng = jax.random.split(jax.random.key(self.config.seed + self.split.index), 3)
+    params = {"sm": sm_train.init_params(loaded.sm, sm_rng, loaded.feature_dim), "lm": {}}
+    constants = {}
+    if loaded.lm_data is not None:
+      lm_variables = init_variables(loaded.lm, lm_rng, loaded.lm_data.word_vectors)
+      params["lm"], constants = lm_variables["params"], lm_variables["constants"]
+    state = step_lib.JointState(step=jnp.zeros((), jnp.int32), params=params, opt_state=loaded.tx.init(params),
+                                rng=train_rng)
+    self.constants = step_lib.replicate(constants, loaded.mesh)
+    return step_lib.replicate(state, loaded.mesh)
+
+  def data_rng(self) -> np.random.Generator:
+    return np.random.default_rng(self.config.seed + self.split.index)
+
+  def batches(self, phase, rng):
+    config, loaded = self.config, self.loaded
+    source = step_lib.SOURCE_NAMES.index(phase.source)
     if source in (step_lib.SM_ONLY, step_lib.SM_DATA):
-      for batch in summarization.iterate_batches(examples, config.train.batch_size, buckets, with_labels=True,
-                                                 rng=shuffle_rng):
+      for batch in summarization.iterate_batches(self.examples, config.train.batch_size, loaded.buckets,
+                                                 with_labels=True, rng=rng):
         yield batches.joint_batch(source, sm=batch, feature_dim=loaded.feature_dim, shapes=loaded.standin_shapes)
     else:
       limit = config.iptnet.lm_steps_per_phase or None
-      lm_batches = lm_data.batches("train", config.lm.train.batch_size, shuffle=True, rng=shuffle_rng,
-                                   **lm_train.batch_options(config.lm))
+      lm_batches = loaded.lm_data.batches("train", config.lm.train.batch_size, shuffle=True, rng=rng,
+                                          **lm_train.batch_options(config.lm))
       for i, batch in enumerate(lm_batches):
         if limit is not None and i >= limit:
           break
         yield batches.joint_batch(source, lm=batch, feature_dim=loaded.feature_dim, shapes=loaded.standin_shapes)
 
-  try:
-    for phase_index, source in enumerate(phases):
-      start = time.perf_counter()
-      history = []
-      for batch in host_batches(source):
-        state, metrics = loaded.joint_step(state, constants, step_lib.shard_batch(batch, mesh))
-        history.append(metrics)
-      losses = {f"loss_{k}": v for k, v in _mean_metrics(history).items()}
-      record = {"split": split.index, "phase": phase_index, "source": step_lib.SOURCE_NAMES[source],
-                "steps": len(history), **losses, "seconds": time.perf_counter() - start}
-      if source in (step_lib.LM_ONLY, step_lib.LM_DATA):
-        lm_train_loss = losses["loss_lm_supervised"]
-      if source in (step_lib.SM_ONLY, step_lib.SM_DATA):
-        sm_epoch += 1
-        candidates = {"student": state.params["sm"], "teacher": teaching.teacher_params(state.opt_state)["sm"]}
-        for name, params_sm in candidates.items():
-          test_score = score(params_sm, test_videos)
-          val_score = score(params_sm, val_videos) if val_videos else None
-          record[f"{name}_test_score"], record[f"{name}_val_score"] = test_score, val_score
-          if name == "student":
-            tracker["last_test"] = test_score
-          selected = val_score if val_videos else test_score
-          if selected > tracker["best"]:
-            tracker.update(best=selected, epoch=sm_epoch, model=name, test=test_score, val=val_score)
-            best.save(sm_epoch, jax.device_get(params_sm),
-                      {"epoch": sm_epoch, "model": name, "test_score": test_score, "val_score": val_score})
-        progress.epoch_done(sm_epoch, {"source": step_lib.SOURCE_NAMES[source], "loss": losses["loss_total"],
-                                       "student": record["student_test_score"] * 100,
-                                       "teacher": record["teacher_test_score"] * 100})
-      writer.write(record)
-  finally:
-    best.close()
+  def num_batches(self, phase) -> int:
+    if phase.source in ("sm_only", "sm_data"):
+      return math.ceil(len(self.examples) / self.config.train.batch_size)
+    full = math.ceil(len(self.loaded.lm_data.train) / self.config.lm.train.batch_size)
+    return min(full, self.config.iptnet.lm_steps_per_phase or full)
 
-  lm_test = None
-  if lm_data is not None:
-    lm_test = lm_train.evaluate(loaded.lm_predict_fn, {"params": state.params["lm"], "constants": constants},
-                                lm_data, "test", config.lm)
-  floor, _ = (inference.random_floor(test_videos, num_seeds=config.eval.random_seeds, metric=config.eval.metric,
-                                     protocol=config.eval.protocol, seed=config.seed)
-              if config.eval.random_seeds else (float("nan"), float("nan")))
-  return SplitResult(split.index, tracker["epoch"], tracker["model"], selection, tracker["test"], tracker["val"],
-                     tracker["last_test"], floor, lm_test, lm_train_loss, str(best.directory))
+  def train_step(self, state, batch):
+    return self.loaded.joint_step(state, self.constants, step_lib.shard_batch(batch, self.loaded.mesh))
 
+  def _score(self, params_sm, videos) -> float:
+    config = self.config
+    preds = inference.predict_videos(self.loaded.predict_fn, params_sm, videos, config.eval.batch_size,
+                                     self.loaded.buckets)
+    return inference.split_score(videos, preds, protocol=config.eval.protocol, nms_thresh=config.eval.nms_thresh,
+                                 proportion=config.eval.proportion, metric=config.eval.metric)
 
-def _mean_metrics(history: list[dict]) -> dict[str, float]:
-  if not history:
-    return {}
-  history = jax.device_get(history)
-  means = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
-  if not all(math.isfinite(v) for v in means.values()):
-    raise FloatingPointError(f"non-finite training loss {means}; lower the learning rates or check the features")
-  return means
+  def evaluate(self, state, phase, losses) -> loop.Evaluation:
+    # The SM student and the SM teacher are both candidates (the released code keeps whichever improves).
+    models = {"student": state.params["sm"], "teacher": teaching.teacher_params(state.opt_state)["sm"]}
+    metrics, candidates = {}, {}
+    for name, params_sm in models.items():
+      test_score = self._score(params_sm, self.test_videos)
+      val_score = self._score(params_sm, self.val_videos) if self.val_videos else None
+      metrics[f"{name}_test_score"], metrics[f"{name}_val_score"] = test_score, val_score
+      candidates[name] = (val_score if val_score is not None else test_score, lambda p=params_sm: p)
+    shown = {"source": phase.source, "loss": losses["loss_total"], "student": metrics["student_test_score"] * 100,
+             "teacher": metrics["teacher_test_score"] * 100}
+    return loop.Evaluation(metrics, shown, candidates)
+
+  def finish(self, state, outcome: loop.Outcome) -> dict:
+    config, loaded = self.config, self.loaded
+    lm_test = lm_train_loss = None
+    if loaded.lm_data is not None:
+      lm_test = lm_train.evaluate(loaded.lm_predict_fn, {"params": state.params["lm"], "constants": self.constants},
+                                  loaded.lm_data, "test", config.lm)
+      last_lm = next(s for s in reversed(self.phases) if s.source in ("lm_only", "lm_data"))
+      lm_train_loss = outcome.phase_losses[last_lm.source]["loss_lm_supervised"]
+    floor, _ = (inference.random_floor(self.test_videos, num_seeds=config.eval.random_seeds,
+                                       metric=config.eval.metric, protocol=config.eval.protocol, seed=config.seed)
+                if config.eval.random_seeds else (float("nan"), float("nan")))
+    best = outcome.best
+    if best is None:  # the LM-alone schedule never scores the SM
+      epoch, model, test, val, last = 0, "student", float("nan"), None, float("nan")
+    else:
+      model = best["candidate"]
+      epoch, test, val = best["epoch"], best["metrics"][f"{model}_test_score"], best["metrics"][f"{model}_val_score"]
+      last = outcome.last["student_test_score"]
+    return dataclasses.asdict(SplitResult(self.split.index, epoch, model, self.selection, test, val, last, floor,
+                                          lm_test, lm_train_loss, outcome.checkpoint_dir))
 
 
-def train_and_evaluate_iptnet(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
-  """Trains iPTNet (or an ablation) on every selected split; returns and writes the summary."""
+class IPTNetTask(loop.Task):
+  def __init__(self, config: ml_collections.ConfigDict, workdir: Path):
+    self.config = config
+    self.loaded = _Loaded(config, workdir)
+    self.units = [_Split(config, split, self.loaded) for split in self.loaded.splits]
+    self.name = ablation_name(config)
+
+  def num_units(self) -> int:
+    return len(self.units)
+
+  def unit(self, index: int) -> loop.Unit:
+    return self.units[index]
+
+  def report(self, results: list[dict]) -> dict:
+    config, loaded, name = self.config, self.loaded, self.name
+    label = "F1" if config.eval.protocol == "fscore" else "top-5 mAP"
+    rows = [[r["index"], r["selected_epoch"], r["selected_model"], r["selection"], r["test_score"] * 100,
+             r["last_test_score"] * 100, r["random_score"] * 100] for r in results]
+    mean = lambda key: float(np.mean([r[key] for r in results]))
+    rows.append(["mean", "", "", "", mean("test_score") * 100, mean("last_test_score") * 100,
+                 mean("random_score") * 100])
+    synthetic = " [synthetic summarization data]" if config.data.source == "synthetic" else ""
+    if config.iptnet.joint:
+      print(f"\n{name}: {label} (%) per split{synthetic}")
+      print(run_log.format_table(["split", "epoch", "model", "selected on", f"test {label}",
+                                  f"last-epoch {label}", f"random {label}"], rows))
+    else:  # the LM-alone schedule never trains or scores the SM
+      print(f"\n{name}: the SM is not trained; LM results only")
+    lm_means = None
+    if loaded.lm_data is not None:
+      lm_means = {k: float(np.mean([r["lm_test"][k] for r in results])) for k in results[0]["lm_test"]}
+      lm_means["train_loss"] = float(np.mean([r["lm_train_loss"] for r in results]))
+      tag = f"{lm_train.SYNTHETIC_TAG} " if loaded.lm_data.synthetic else ""
+      print(f"{tag}LM student on Charades-STA test (mean over splits): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in lm_means.items()))
+    return {"method": name, "protocol": config.eval.protocol, "splits": results,
+            "mean_test_score": mean("test_score"), "mean_last_test_score": mean("last_test_score"),
+            "mean_random_score": mean("random_score"), "lm_test": lm_means,
+            "lm_synthetic": bool(loaded.lm_data is not None and loaded.lm_data.synthetic),
+            "synthetic": bool(synthetic)}
+
+
+def train_and_evaluate_iptnet(config: ml_collections.ConfigDict, workdir: str | Path, overwrite: bool = False
+                              ) -> dict:
+  """Trains iPTNet (or an ablation) on every selected split (resuming a run interrupted in `workdir`); returns
+  and writes the summary."""
   config_defaults.check_iptnet_config(config)
   if config.iptnet.use_lm:
     lm_train.check_lm_config(config.lm)
@@ -246,46 +300,13 @@ def train_and_evaluate_iptnet(config: ml_collections.ConfigDict, workdir: str | 
     jax.distributed.initialize(coordinator_address=c.coordinator_address or None,
                                num_processes=None if c.num_processes < 0 else c.num_processes,
                                process_id=None if c.process_id < 0 else c.process_id)
-  workdir = Path(workdir)
-  loaded = _Loaded(config, workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  name = ablation_name(config)
+  with run_dir.claimed(workdir, config, overwrite) as info:
+    task = IPTNetTask(config, info.workdir)
+    run_dir.record(info, config)
+  loaded = task.loaded
   lm_note = ""
   if loaded.lm_data is not None:
     lm_note = f"; LM data: Charades-STA, {len(loaded.lm_data.train)} queries, {loaded.lm_data.describe_features()}"
-  print(f"{name} on {loaded.split_file}: {len(loaded.splits)} split(s), {len(loaded.videos)} summarization videos"
-        f"{lm_note}; {jax.device_count()} device(s) ({jax.devices()[0].platform})", flush=True)
-
-  writer = run_log.JsonlWriter(workdir / "metrics.jsonl")
-  try:
-    results = [_train_split(config, split, loaded, workdir, writer) for split in loaded.splits]
-  finally:
-    writer.close()
-
-  label = "F1" if config.eval.protocol == "fscore" else "top-5 mAP"
-  rows = [[r.index, r.selected_epoch, r.selected_model, r.selection, r.test_score * 100, r.last_test_score * 100,
-           r.random_score * 100] for r in results]
-  mean = lambda key: float(np.mean([getattr(r, key) for r in results]))
-  rows.append(["mean", "", "", "", mean("test_score") * 100, mean("last_test_score") * 100,
-               mean("random_score") * 100])
-  synthetic = " [synthetic summarization data]" if config.data.source == "synthetic" else ""
-  if config.iptnet.joint:
-    print(f"\n{name}: {label} (%) per split{synthetic}")
-    print(run_log.format_table(["split", "epoch", "model", "selected on", f"test {label}", f"last-epoch {label}",
-                                f"random {label}"], rows))
-  else:  # the LM-alone schedule never trains or scores the SM
-    print(f"\n{name}: the SM is not trained; LM results only")
-  lm_means = None
-  if loaded.lm_data is not None:
-    lm_means = {k: float(np.mean([r.lm_test[k] for r in results])) for k in results[0].lm_test}
-    lm_means["train_loss"] = float(np.mean([r.lm_train_loss for r in results]))
-    tag = f"{lm_train.SYNTHETIC_TAG} " if loaded.lm_data.synthetic else ""
-    print(f"{tag}LM student on Charades-STA test (mean over splits): "
-          + ", ".join(f"{k} {v:.2f}" for k, v in lm_means.items()))
-  summary = {"method": name, "protocol": config.eval.protocol, "splits": [dataclasses.asdict(r) for r in results],
-             "mean_test_score": mean("test_score"), "mean_last_test_score": mean("last_test_score"),
-             "mean_random_score": mean("random_score"), "lm_test": lm_means,
-             "lm_synthetic": bool(loaded.lm_data is not None and loaded.lm_data.synthetic),
-             "synthetic": bool(synthetic)}
-  (workdir / "results.json").write_text(json.dumps(summary, indent=1, default=float))
-  return summary
+  print(f"{task.name} on {loaded.split_file}: {len(loaded.splits)} split(s), {len(loaded.videos)} summarization "
+        f"videos{lm_note}; {jax.device_count()} device(s) ({jax.devices()[0].platform})", flush=True)
+  return loop.run(task, info, config.train.checkpoint_every_steps)

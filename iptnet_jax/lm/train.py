@@ -25,9 +25,7 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-import time
 from pathlib import Path
 
 import flax.struct
@@ -37,7 +35,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from iptnet_jax import checkpoint, porting, run_log
+from iptnet_jax import config_defaults, loop, porting, run_dir, run_log
 from iptnet_jax.datasets import charades_sta, synthetic_charades
 from iptnet_jax.datasets.batching import bucket_length
 from iptnet_jax.errors import InputError
@@ -92,7 +90,9 @@ def check_lm_config(config: ml_collections.ConfigDict) -> None:
   require(config.model.predictor in ("rnn", "transformer"), "model.predictor", "'rnn' or 'transformer'")
   require(config.train.epochs >= 0, "train.epochs", "0 (evaluate the initial model only) or more")
   require(config.train.batch_size >= 1, "train.batch_size", "at least 1")
-  require(config.train.lr > 0, "train.lr", "a positive learning rate")
+  require(config_defaults.is_positive_finite(config.train.lr), "train.lr", "a finite, positive learning rate")
+  require(config.train.get("checkpoint_every_steps", 0) >= 0, "train.checkpoint_every_steps",
+          "0 (epoch ends only) or a positive step count")
   require(config.train.weight_decay >= 0, "train.weight_decay", "non-negative")
   require(config.train.clip_norm > 0, "train.clip_norm", "a positive norm")
   require(config.eval.batch_size >= 1, "eval.batch_size", "at least 1")
@@ -224,94 +224,108 @@ def load_initial_variables(path: str, variables: dict, word_vectors: np.ndarray,
   return jax.tree.map(jnp.asarray, loaded)
 
 
-def _epoch_losses(history: list[dict]) -> dict[str, float]:
-  history = jax.device_get(history)
-  means = {k: float(np.mean([h[k] for h in history])) for k in history[0]}
-  if not all(math.isfinite(v) for v in means.values()):
-    raise FloatingPointError(f"non-finite training loss {means}; lower config.train.lr or check the features")
-  return means
+class LMTask(loop.Task, loop.Unit):
+  """VSLNet on Charades-STA: one unit (the train split's epochs), evaluated on test after every epoch."""
+
+  name, context = "lm", {}
+  ties_prefer_later = True  # VSLNet keeps the later checkpoint on ties of test R1@0.7
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: Path, init_path: str | None):
+    self.config, self.init_path = config, init_path
+    feature_dir = resolve_feature_dir(config, workdir)
+    self.dataset = dataset = charades_sta.load_charades_sta(
+        config.data.annotation_dir, config.data.glove_path, feature_dir, max_pos_len=config.data.max_pos_len,
+        max_videos=config.data.max_videos or None)
+    if not dataset.train or not dataset.test:
+      raise charades_sta.CharadesDataError(f"Charades-STA ({config.data.annotation_dir}): need training and test "
+                                           f"queries, got {len(dataset.train)} and {len(dataset.test)}")
+    self.tag = f"{SYNTHETIC_TAG} " if dataset.synthetic else ""
+    self.label = f"{self.tag}LM"
+    self.visual_dim = dataset.train[0].video().shape[1]
+    self.model = make_model(config, dataset.word_vectors, dataset.num_chars, self.visual_dim)
+    self.steps_per_epoch = math.ceil(len(dataset.train) / config.train.batch_size)
+    self.tx = make_optimizer(config.train, config.train.epochs * self.steps_per_epoch)
+    self._train_step = make_train_step(self.model, self.tx, config.train.highlight_lambda)
+    self.predict_fn = make_predict_fn(self.model)
+    # The starting point (e.g. an upstream checkpoint's metrics) is evaluated as epoch 0.
+    start = [loop.Phase(0, train=False)] if init_path is not None or config.train.epochs == 0 else []
+    self.phases = start + [loop.Phase(epoch) for epoch in range(1, config.train.epochs + 1)]
+    self.total_epochs = config.train.epochs
+    self.learning_rates = {"train.lr": config.train.lr}
+    self.constants = None
+
+  # Task: the LM run is its own single unit.
+  def num_units(self) -> int:
+    return 1
+
+  def unit(self, index: int) -> loop.Unit:
+    return self
+
+  def init_state(self) -> TrainState:
+    config, dataset = self.config, self.dataset
+    init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
+    variables = init_variables(self.model, init_rng, dataset.word_vectors)
+    if self.init_path is not None:
+      variables = load_initial_variables(self.init_path, variables, dataset.word_vectors, config.data.glove_path)
+    self.constants = variables["constants"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
+                      opt_state=self.tx.init(variables["params"]), rng=train_rng)
+
+  def data_rng(self) -> np.random.Generator:
+    return np.random.default_rng(self.config.seed)
+
+  def batches(self, phase, rng):
+    for batch in self.dataset.batches("train", self.config.train.batch_size, shuffle=True, rng=rng,
+                                      **batch_options(self.config)):
+      yield device_fields(batch)
+
+  def num_batches(self, phase) -> int:
+    return self.steps_per_epoch
+
+  def train_step(self, state, batch):
+    return self._train_step(state, self.constants, batch)
+
+  def evaluate(self, state, phase, losses) -> loop.Evaluation:
+    metrics = evaluate(self.predict_fn, {"params": state.params, "constants": self.constants}, self.dataset, "test",
+                       self.config)
+    shown = ({"loss": losses["loss"]} if losses else {}) | metrics
+    logged = {f"test_{k}": v for k, v in metrics.items()} | {"synthetic": self.dataset.synthetic}
+    return loop.Evaluation(logged, shown, {"model": (metrics["R1@0.7"], lambda: {
+        "params": state.params, "constants": self.constants})})
+
+  def finish(self, state, outcome: loop.Outcome) -> dict:
+    dataset = self.dataset
+    strip = lambda metrics: {k: metrics[f"test_{k}"] for k in METRIC_NAMES}
+    return {"best_epoch": outcome.best["epoch"], "best": strip(outcome.best["metrics"]),
+            "last": strip(outcome.last), "random_baseline": random_baseline(dataset.test),
+            "synthetic": dataset.synthetic, "features": dataset.describe_features(),
+            "num_train": len(dataset.train), "num_test": len(dataset.test), "steps": int(state.step),
+            "num_words": dataset.num_words, "word_dim": dataset.word_dim, "num_chars": dataset.num_chars,
+            "visual_dim": self.visual_dim, "checkpoint_dir": outcome.checkpoint_dir}
+
+  def report(self, results: list[dict]) -> dict:
+    summary = results[0]
+    best, last, baseline = summary["best"], summary["last"], summary["random_baseline"]
+    rows = [[f"best (epoch {summary['best_epoch']}, test R1@0.7)", *(best[k] for k in METRIC_NAMES)],
+            [f"last (epoch {self.config.train.epochs})", *(last[k] for k in METRIC_NAMES)],
+            ["random span (expected)", *(baseline[k] for k in METRIC_NAMES)]]
+    print(f"\n{self.tag}Charades-STA test, {summary['num_test']} queries, % ({summary['features']})")
+    print(run_log.format_table(["", *METRIC_NAMES], rows))
+    return summary
 
 
-def train_and_evaluate_lm(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
-  """Trains VSLNet on Charades-STA train, evaluates on test every epoch; returns the summary it also writes to
-  <workdir>/results.json: best (by test R1@0.7) and last metrics, the random-span baseline, and the run facts."""
+def train_and_evaluate_lm(config: ml_collections.ConfigDict, workdir: str | Path, overwrite: bool = False) -> dict:
+  """Trains VSLNet on Charades-STA train, evaluates on test every epoch (resuming a run interrupted in
+  `workdir`); returns the summary it also writes to <workdir>/results.json: best (by test R1@0.7) and last
+  metrics, the random-span baseline, and the run facts."""
   check_lm_config(config)
   # The checkpoint file is resolved before any data is read, so that a wrong path fails at once.
   init_path = porting.vslnet_checkpoint_path(config.init_from) if config.get("init_from") else None
-  workdir = Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  feature_dir = resolve_feature_dir(config, workdir)
-  dataset = charades_sta.load_charades_sta(config.data.annotation_dir, config.data.glove_path, feature_dir,
-                                           max_pos_len=config.data.max_pos_len,
-                                           max_videos=config.data.max_videos or None)
-  if not dataset.train or not dataset.test:
-    raise ValueError(f"Charades-STA: need training and test queries, got {len(dataset.train)} and {len(dataset.test)}")
-  tag = f"{SYNTHETIC_TAG} " if dataset.synthetic else ""
-  visual_dim = dataset.train[0].video().shape[1]
-  print(f"{tag}LM training (VSLNet) on Charades-STA: {len(dataset.train)} train / {len(dataset.test)} test queries, "
-        f"{dataset.num_words} words ({dataset.word_dim}-d GloVe), {dataset.num_chars} chars; "
+  with run_dir.claimed(workdir, config, overwrite) as info:
+    task = LMTask(config, info.workdir, init_path)
+    run_dir.record(info, config)
+  dataset = task.dataset
+  print(f"{task.tag}LM training (VSLNet) on Charades-STA: {len(dataset.train)} train / {len(dataset.test)} test "
+        f"queries, {dataset.num_words} words ({dataset.word_dim}-d GloVe), {dataset.num_chars} chars; "
         f"{dataset.describe_features()}; devices: {jax.devices()}", flush=True)
-
-  model = make_model(config, dataset.word_vectors, dataset.num_chars, visual_dim)
-  init_rng, train_rng = jax.random.split(jax.random.key(config.seed))
-  variables = init_variables(model, init_rng, dataset.word_vectors)
-  if init_path is not None:
-    variables = load_initial_variables(init_path, variables, dataset.word_vectors, config.data.glove_path)
-  constants = variables["constants"]
-  steps_per_epoch = math.ceil(len(dataset.train) / config.train.batch_size)
-  tx = make_optimizer(config.train, config.train.epochs * steps_per_epoch)
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
-                     opt_state=tx.init(variables["params"]), rng=train_rng)
-  train_step = make_train_step(model, tx, config.train.highlight_lambda)
-  predict_fn = make_predict_fn(model)
-  baseline = random_baseline(dataset.test)
-
-  best_checkpoint = checkpoint.BestCheckpoint(workdir / "checkpoints" / "lm")
-  writer = run_log.JsonlWriter(workdir / "metrics.jsonl")
-  progress = run_log.Progress(f"{tag}LM", config.train.epochs)
-  shuffle_rng = np.random.default_rng(config.seed)
-  best_metrics, best_epoch, last_metrics = None, 0, None
-
-  def evaluate_epoch(epoch: int, losses: dict, start: float, train_seconds: float) -> None:
-    nonlocal best_metrics, best_epoch, last_metrics
-    last_metrics = evaluate(predict_fn, {"params": state.params, "constants": constants}, dataset, "test", config)
-    if best_metrics is None or last_metrics["R1@0.7"] >= best_metrics["R1@0.7"]:
-      best_metrics, best_epoch = last_metrics, epoch
-      best_checkpoint.save(epoch, {"params": state.params, "constants": constants},
-                           {"epoch": epoch, "step": int(state.step), "synthetic": dataset.synthetic, **last_metrics})
-    writer.write({"epoch": epoch, "step": int(state.step), **losses,
-                  **{f"test_{k}": v for k, v in last_metrics.items()},
-                  "synthetic": dataset.synthetic, "train_seconds": train_seconds,
-                  "eval_seconds": time.perf_counter() - start - train_seconds})
-    progress.epoch_done(epoch, ({"loss": losses["loss"]} if losses else {}) | last_metrics)
-
-  try:
-    if init_path is not None or config.train.epochs == 0:
-      evaluate_epoch(0, {}, time.perf_counter(), 0.0)  # the starting point, e.g. an upstream checkpoint's metrics
-    for epoch in range(1, config.train.epochs + 1):
-      start = time.perf_counter()
-      history = []
-      batches = dataset.batches("train", config.train.batch_size, shuffle=True, rng=shuffle_rng,
-                                **batch_options(config))
-      for i, batch in enumerate(batches):
-        state, metrics = train_step(state, constants, device_fields(batch))
-        history.append(metrics)
-        progress.step(epoch, i + 1, steps_per_epoch)
-      evaluate_epoch(epoch, _epoch_losses(history), start, time.perf_counter() - start)
-  finally:
-    best_checkpoint.close()
-    writer.close()
-
-  rows = [[f"best (epoch {best_epoch}, test R1@0.7)", *(best_metrics[k] for k in METRIC_NAMES)],
-          [f"last (epoch {config.train.epochs})", *(last_metrics[k] for k in METRIC_NAMES)],
-          ["random span (expected)", *(baseline[k] for k in METRIC_NAMES)]]
-  print(f"\n{tag}Charades-STA test, {len(dataset.test)} queries, % ({dataset.describe_features()})")
-  print(run_log.format_table(["", *METRIC_NAMES], rows))
-  summary = {"best_epoch": best_epoch, "best": best_metrics, "last": last_metrics, "random_baseline": baseline,
-             "synthetic": dataset.synthetic, "features": dataset.describe_features(),
-             "num_train": len(dataset.train), "num_test": len(dataset.test), "steps": int(state.step),
-             "num_words": dataset.num_words, "word_dim": dataset.word_dim, "num_chars": dataset.num_chars,
-             "visual_dim": visual_dim,
-             "checkpoint_dir": str(best_checkpoint.directory)}
-  (workdir / "results.json").write_text(json.dumps(summary, indent=1, default=float))
-  return summary
+  return loop.run(task, info, config.train.get("checkpoint_every_steps", 0))

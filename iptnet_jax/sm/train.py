@@ -8,11 +8,10 @@ convention (the best epoch on the test videos, which is optimistic; the output s
 
 from __future__ import annotations
 
+import collections
 import dataclasses
-import json
 import logging
 import math
-import time
 from pathlib import Path
 
 import flax.struct
@@ -22,9 +21,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from iptnet_jax import checkpoint, config_defaults, porting, run_log
+from iptnet_jax import config_defaults, loop, porting, run_dir, run_log
 from iptnet_jax.datasets import splits as splits_lib
-from iptnet_jax.datasets import summarization, synthetic_vsumm
+from iptnet_jax.datasets import eccv16, summarization, synthetic_vsumm
 from iptnet_jax.sm import anchor_free, inference
 from iptnet_jax.sm import model as sm_model
 
@@ -97,126 +96,145 @@ def resolve_data(config: ml_collections.ConfigDict, workdir: Path) -> tuple[Path
   return Path(config.data.dataset_dir), Path(config.data.split_file)
 
 
-def _epoch_losses(loss_history: list[dict]) -> dict[str, float]:
-  history = jax.device_get(loss_history)
-  means = {f"loss_{k}": float(np.mean([h[k] for h in history])) for k in history[0]}
-  if not all(math.isfinite(v) for v in means.values()):
-    raise FloatingPointError(f"non-finite training loss {means}; lower config.train.lr or check the features")
-  return means
+def feature_width(videos: dict) -> int:
+  """The one feature width of `videos` ({VideoRef: SummVideo}); a video of another width is named against the
+  width of the others."""
+  widths = collections.Counter(v.features.shape[1] for v in videos.values())
+  common = widths.most_common(1)[0][0]
+  for ref, video in videos.items():
+    if video.features.shape[1] != common:
+      raise eccv16.DatasetFormatError(
+          f"{ref.h5_path}: video '{ref.video_key}' has features of width {video.features.shape[1]}, while "
+          f"{widths[common]} other video(s) of the run have width {common}; a run needs one feature width")
+  return common
 
 
-def train_split(config: ml_collections.ConfigDict, split: splits_lib.Split, videos: dict, workdir: Path,
-                writer: run_log.JsonlWriter, split_file: Path) -> SplitResult:
-  train_videos = [videos[r] for r in split.train]
-  val_videos = [videos[r] for r in split.val]
-  test_videos = [videos[r] for r in split.test]
-  examples = summarization.training_examples(train_videos, config.eval.proportion)
-  if not examples:
-    raise ValueError(f"split {split.index}: no training video has a non-empty keyshot target")
-  feature_dims = {v.features.shape[1] for v in train_videos + val_videos + test_videos}
-  if len(feature_dims) != 1:
-    raise ValueError(f"split {split.index}: videos have different feature widths {sorted(feature_dims)}")
+class _Split(loop.Unit):
+  """One split: DSNet's epochs over the split's training videos, evaluated after every epoch."""
 
-  model = make_model(config)
-  tx = make_optimizer(config.train.lr, config.train.weight_decay)
-  rng = jax.random.key(config.seed + split.index)
-  init_rng, train_rng = jax.random.split(rng)
-  params = init_params(model, init_rng, feature_dims.pop())
-  if config.init_from:
-    path = porting.split_checkpoint_path(config.init_from, split_file, split.index)
-    params = jax.tree.map(jnp.asarray, porting.load_dsnet_af_checkpoint(path, reference_params=params))
-    print(f"split {split.index}: initial parameters from {path}")
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=train_rng)
-  train_step = make_train_step(model, tx, config.train.lambda_reg, config.train.lambda_ctr)
-  predict_fn = inference.make_predict_fn(model)
-  eval_kwargs = dict(protocol=config.eval.protocol, nms_thresh=config.eval.nms_thresh,
-                     proportion=config.eval.proportion, metric=config.eval.metric)
-  buckets = tuple(config.data.buckets)
+  def __init__(self, task: "SMTask", split: splits_lib.Split):
+    config = task.config
+    self.task, self.split, self.config = task, split, config
+    self.name, self.label, self.context = f"split_{split.index}", f"split {split.index}", {"split": split.index}
+    self.train_videos = [task.videos[r] for r in split.train]
+    self.val_videos = [task.videos[r] for r in split.val]
+    self.test_videos = [task.videos[r] for r in split.test]
+    self.examples = summarization.training_examples(self.train_videos, config.eval.proportion)
+    if not self.examples:
+      raise eccv16.DatasetFormatError(f"{task.split_file}: split {split.index}: no training video has a non-empty "
+                                      "keyshot target (every gtscore is constant or every shot too long)")
+    # The starting point (e.g. an upstream checkpoint's F1) is evaluated as epoch 0.
+    start = [loop.Phase(0, train=False)] if config.init_from or config.train.epochs == 0 else []
+    self.phases = start + [loop.Phase(epoch) for epoch in range(1, config.train.epochs + 1)]
+    self.total_epochs = config.train.epochs
+    self.learning_rates = {"train.lr": config.train.lr}
+    self.loss_prefix = "loss_"
+    self.selection = "val" if self.val_videos else "test (DSNet convention)"
 
-  selection = "val" if val_videos else "test (DSNet convention)"
-  best = checkpoint.BestCheckpoint(workdir / "checkpoints" / f"split_{split.index}")
-  tracker = {"best": -1.0, "epoch": 0, "test": float("nan"), "val": None, "last_test": float("nan")}
-  progress = run_log.Progress(f"split {split.index}", config.train.epochs)
+  def init_state(self) -> TrainState:
+    config, task = self.config, self.task
+    init_rng, train_rng = jax.random.split(jax.random.key(config.seed + self.split.index))
+    params = init_params(task.model, init_rng, task.feature_dim)
+    if config.init_from:
+      path = porting.split_checkpoint_path(config.init_from, task.split_file, self.split.index)
+      params = jax.tree.map(jnp.asarray, porting.load_dsnet_af_checkpoint(path, reference_params=params))
+      print(f"split {self.split.index}: initial parameters from {path}")
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=task.tx.init(params), rng=train_rng)
 
-  def evaluate(epoch: int, metrics: dict, start: float, train_seconds: float) -> None:
-    def score_of(eval_videos):
-      preds = inference.predict_videos(predict_fn, state.params, eval_videos, config.eval.batch_size, buckets)
-      return inference.split_score(eval_videos, preds, **eval_kwargs)
+  def data_rng(self) -> np.random.Generator:
+    return np.random.default_rng(self.config.seed + self.split.index)
 
-    test_score = score_of(test_videos)
-    val_score = score_of(val_videos) if val_videos else None
-    selected = val_score if val_videos else test_score
-    tracker["last_test"] = test_score
-    if selected > tracker["best"]:
-      tracker.update(best=selected, epoch=epoch, test=test_score, val=val_score)
-      best.save(epoch, state.params, {"epoch": epoch, "test_score": test_score, "val_score": val_score,
-                                      "split": split.index})
-    writer.write({"split": split.index, "epoch": epoch, **metrics, "test_score": test_score,
-                  "val_score": val_score, "train_seconds": train_seconds,
-                  "eval_seconds": time.perf_counter() - start - train_seconds})
-    shown = {k: v for k, v in metrics.items() if k == "loss_total"} | {f"test_{config.eval.protocol}": test_score * 100}
+  def batches(self, phase, rng):
+    for batch in summarization.iterate_batches(self.examples, self.config.train.batch_size, self.task.buckets,
+                                               with_labels=True, rng=rng):
+      yield summarization.device_fields(batch)
+
+  def num_batches(self, phase) -> int:
+    return math.ceil(len(self.examples) / self.config.train.batch_size)
+
+  def train_step(self, state, batch):
+    return self.task.train_step(state, batch)
+
+  def _score(self, params, videos) -> float:
+    config = self.config
+    preds = inference.predict_videos(self.task.predict_fn, params, videos, config.eval.batch_size, self.task.buckets)
+    return inference.split_score(videos, preds, protocol=config.eval.protocol, nms_thresh=config.eval.nms_thresh,
+                                 proportion=config.eval.proportion, metric=config.eval.metric)
+
+  def evaluate(self, state, phase, losses) -> loop.Evaluation:
+    protocol = self.config.eval.protocol
+    test_score = self._score(state.params, self.test_videos)
+    val_score = self._score(state.params, self.val_videos) if self.val_videos else None
+    shown = {k: v for k, v in losses.items() if k == "loss_total"} | {f"test_{protocol}": test_score * 100}
     if val_score is not None:
-      shown[f"val_{config.eval.protocol}"] = val_score * 100
-    progress.epoch_done(epoch, shown)
+      shown[f"val_{protocol}"] = val_score * 100
+    selected = val_score if val_score is not None else test_score
+    return loop.Evaluation({"test_score": test_score, "val_score": val_score}, shown,
+                           {"model": (selected, lambda: state.params)})
 
-  shuffle_rng = np.random.default_rng(config.seed + split.index)
-  num_batches = math.ceil(len(examples) / config.train.batch_size)
-  try:
-    if config.init_from or config.train.epochs == 0:
-      evaluate(0, {}, time.perf_counter(), 0.0)  # the starting point, e.g. an upstream checkpoint's F1
-    for epoch in range(1, config.train.epochs + 1):
-      start = time.perf_counter()
-      loss_history = []
-      batches = summarization.iterate_batches(examples, config.train.batch_size, buckets, with_labels=True,
-                                              rng=shuffle_rng)
-      for i, batch in enumerate(batches):
-        state, losses = train_step(state, summarization.device_fields(batch))
-        loss_history.append(losses)
-        progress.step(epoch, i + 1, num_batches)
-      evaluate(epoch, _epoch_losses(loss_history), start, time.perf_counter() - start)
-  finally:
-    best.close()
-
-  floor, floor_std = (inference.random_floor(test_videos, num_seeds=config.eval.random_seeds,
-                                             metric=config.eval.metric, protocol=config.eval.protocol,
-                                             seed=config.seed)
-                      if config.eval.random_seeds else (float("nan"), float("nan")))
-  return SplitResult(split.index, tracker["epoch"], selection, tracker["test"], tracker["val"],
-                     tracker["last_test"], floor, floor_std, str(best.directory))
+  def finish(self, state, outcome: loop.Outcome) -> dict:
+    config = self.config
+    floor, floor_std = (inference.random_floor(self.test_videos, num_seeds=config.eval.random_seeds,
+                                               metric=config.eval.metric, protocol=config.eval.protocol,
+                                               seed=config.seed)
+                        if config.eval.random_seeds else (float("nan"), float("nan")))
+    best = outcome.best["metrics"]
+    return dataclasses.asdict(SplitResult(
+        self.split.index, outcome.best["epoch"], self.selection, best["test_score"], best["val_score"],
+        outcome.last["test_score"], floor, floor_std, outcome.checkpoint_dir))
 
 
-def train_and_evaluate_sm(config: ml_collections.ConfigDict, workdir: str | Path) -> dict:
-  """Trains and evaluates on every selected split; returns {'splits': [...], 'mean_test_score': ...}."""
+class SMTask(loop.Task):
+  """SM-only training on every selected split of a split file."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: Path):
+    self.config = config
+    dataset_dir, self.split_file = resolve_data(config, workdir)
+    all_splits = splits_lib.load_splits(self.split_file, dataset_dir, config.data.default_h5 or None,
+                                        splits_lib.parse_h5_renames(config.data.h5_renames))
+    self.splits = [all_splits[i] for i in
+                   config_defaults.parse_split_selection(config.data.splits, len(all_splits))]
+    self.videos = summarization.load_split_videos(self.splits)  # every input is checked before training
+    self.feature_dim = feature_width(self.videos)
+    self.units = [_Split(self, split) for split in self.splits]
+    # Built once: the jitted functions compile once per shape for the whole run, not once per split.
+    self.model = make_model(config)
+    self.tx = make_optimizer(config.train.lr, config.train.weight_decay)
+    self.train_step = make_train_step(self.model, self.tx, config.train.lambda_reg, config.train.lambda_ctr)
+    self.predict_fn = inference.make_predict_fn(self.model)
+    self.buckets = tuple(config.data.buckets)
+
+  def num_units(self) -> int:
+    return len(self.units)
+
+  def unit(self, index: int) -> loop.Unit:
+    return self.units[index]
+
+  def report(self, results: list[dict]) -> dict:
+    config = self.config
+    rows = [[r["index"], r["selected_epoch"], r["selection"], r["test_score"] * 100, r["last_test_score"] * 100,
+             r["random_score"] * 100] for r in results]
+    mean = lambda key: float(np.mean([r[key] for r in results]))
+    rows.append(["mean", "", "", mean("test_score") * 100, mean("last_test_score") * 100,
+                 mean("random_score") * 100])
+    synthetic = " [synthetic data]" if config.data.source == "synthetic" else ""
+    label = "F1" if config.eval.protocol == "fscore" else "top-5 mAP"
+    print(f"\n{label} (%) per split{synthetic}; random = mean score of random step scores over "
+          f"{config.eval.random_seeds} seeds (same shots)")
+    print(run_log.format_table(["split", "epoch", "selected on", f"test {label}", f"last-epoch {label}",
+                                f"random {label}"], rows))
+    return {"protocol": config.eval.protocol, "splits": results, "mean_test_score": mean("test_score"),
+            "mean_last_test_score": mean("last_test_score"), "mean_random_score": mean("random_score"),
+            "synthetic": bool(synthetic)}
+
+
+def train_and_evaluate_sm(config: ml_collections.ConfigDict, workdir: str | Path, overwrite: bool = False) -> dict:
+  """Trains and evaluates on every selected split (resuming a run interrupted in `workdir`); returns
+  {'splits': [...], 'mean_test_score': ...}, also written to results.json."""
   config_defaults.check_sm_config(config)
-  workdir = Path(workdir)
-  dataset_dir, split_file = resolve_data(config, workdir)
-  all_splits = splits_lib.load_splits(split_file, dataset_dir, config.data.default_h5 or None,
-                                      splits_lib.parse_h5_renames(config.data.h5_renames))
-  chosen = [all_splits[i] for i in config_defaults.parse_split_selection(config.data.splits, len(all_splits))]
-  videos = summarization.load_split_videos(chosen)  # every input is checked before the workdir is touched
-  workdir.mkdir(parents=True, exist_ok=True)
-  print(f"SM-only training (DSNet anchor-free, iPTNet-L) on {split_file}: {len(chosen)} split(s), "
-        f"{len(videos)} videos, devices: {jax.devices()}")
-
-  writer = run_log.JsonlWriter(workdir / "metrics.jsonl")
-  try:
-    results = [train_split(config, split, videos, workdir, writer, split_file) for split in chosen]
-  finally:
-    writer.close()
-
-  rows = [[r.index, r.selected_epoch, r.selection, r.test_score * 100, r.last_test_score * 100,
-           r.random_score * 100] for r in results]
-  mean_score = float(np.mean([r.test_score for r in results]))
-  mean_floor = float(np.mean([r.random_score for r in results]))
-  mean_last = float(np.mean([r.last_test_score for r in results]))
-  rows.append(["mean", "", "", mean_score * 100, mean_last * 100, mean_floor * 100])
-  synthetic = " [synthetic data]" if config.data.source == "synthetic" else ""
-  label = "F1" if config.eval.protocol == "fscore" else "top-5 mAP"
-  print(f"\n{label} (%) per split{synthetic}; random = mean score of random step scores over "
-        f"{config.eval.random_seeds} seeds (same shots)")
-  print(run_log.format_table(["split", "epoch", "selected on", f"test {label}", f"last-epoch {label}",
-                              f"random {label}"], rows))
-  summary = {"protocol": config.eval.protocol, "splits": [dataclasses.asdict(r) for r in results], "mean_test_score": mean_score, "mean_last_test_score": mean_last,
-             "mean_random_score": mean_floor, "synthetic": bool(synthetic)}
-  (workdir / "results.json").write_text(json.dumps(summary, indent=1, default=float))
-  return summary
+  with run_dir.claimed(workdir, config, overwrite) as info:
+    task = SMTask(config, info.workdir)
+    run_dir.record(info, config)
+  print(f"SM-only training (DSNet anchor-free, iPTNet-L) on {task.split_file}: {len(task.splits)} split(s), "
+        f"{len(task.videos)} videos, devices: {jax.devices()}")
+  return loop.run(task, info, config.train.checkpoint_every_steps)
