@@ -10,6 +10,8 @@ from iptnet_jax import train
 from iptnet_jax.iptnet import step as step_lib
 from iptnet_jax.iptnet import train as iptnet_train
 
+import pinned
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -62,6 +64,7 @@ def test_smoke_run_follows_the_schedule_and_reports_both_tasks(tmp_path):
     assert split["selected_model"] in ("student", "teacher")
     assert set(split["lm_test"]) == {"R1@0.3", "R1@0.5", "R1@0.7", "mIoU"}
   assert (tmp_path / "checkpoints" / "split_1").is_dir()
+  pinned.assert_matches_pinned("iptnet_demo", result, records)  # the same numbers as before the shared loop
 
 
 def test_mismatched_feature_widths_are_one_clear_error(tmp_path):

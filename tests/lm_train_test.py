@@ -16,6 +16,8 @@ from iptnet_jax import checkpoint
 from iptnet_jax.lm import train as lm_train
 from iptnet_jax.lm.model import dummy_inputs
 
+import pinned
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -98,6 +100,7 @@ class TrainAndEvaluateTest(absltest.TestCase):
       records = [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
       self.assertEqual([r["epoch"] for r in records], list(range(1, config.train.epochs + 1)))
       self.assertTrue(all(r["synthetic"] and np.isfinite(r["loss"]) for r in records))
+      pinned.assert_matches_pinned("charades", result, records)  # the same numbers as before the shared loop
       self.assertLess(records[-1]["loss"], records[0]["loss"])
       self.assertEqual(json.loads((Path(workdir) / "results.json").read_text())["best_epoch"], result["best_epoch"])
 
@@ -112,7 +115,7 @@ class TrainAndEvaluateTest(absltest.TestCase):
       finally:
         kept.close()
       self.assertEqual(metadata["epoch"], result["best_epoch"])
-      self.assertEqual(metadata["R1@0.7"], best["R1@0.7"])
+      self.assertEqual(metadata["test_R1@0.7"], best["R1@0.7"])
       self.assertTrue(all(np.all(np.isfinite(x)) for x in jax.tree.leaves(variables)))
       self.assertEqual(jax.tree.structure(variables), jax.tree.structure(abstract))
 
@@ -148,10 +151,11 @@ class InitFromTest(absltest.TestCase):
       torch.save({k: torch.tensor(v) for k, v in state_dict.items()}, model_dir / "vslnet_40.t7")
       config.init_from = str(model_dir.parent)
 
-      result = lm_train.train_and_evaluate_lm(config, workdir)
+      run = Path(workdir) / "run"  # a workdir holds one run and nothing else
+      result = lm_train.train_and_evaluate_lm(config, run)
       self.assertIn(f"initial parameters from {model_dir / 'vslnet_40.t7'}", stdout.getvalue())
       self.assertEqual(result["best_epoch"], 0)
-      records = [json.loads(line) for line in (Path(workdir) / "metrics.jsonl").read_text().splitlines()]
+      records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
       self.assertEqual([r["epoch"] for r in records], [0])
       kept = checkpoint.BestCheckpoint(result["checkpoint_dir"])
       try:
@@ -164,7 +168,7 @@ class InitFromTest(absltest.TestCase):
       state_dict[porting.VSLNET_GLOVE_KEY] = state_dict[porting.VSLNET_GLOVE_KEY][::-1].copy()
       torch.save({k: torch.tensor(v) for k, v in state_dict.items()}, model_dir / "vslnet_50.t7")
       with self.assertRaisesRegex(porting.StateDictMismatchError, "embedding_net.word_emb.glove_vec differs"):
-        lm_train.train_and_evaluate_lm(config, workdir)
+        lm_train.train_and_evaluate_lm(config, Path(workdir) / "run2")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from iptnet_jax import config_defaults, train
 from iptnet_jax.checkpoint import BestCheckpoint
 from iptnet_jax.sm import train as sm_train
 
+import pinned
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -37,6 +39,7 @@ def test_smoke_run_trains_logs_and_keeps_the_best_checkpoint(tmp_path):
     assert split["test_score"] == max(r["test_score"] for r in epochs)  # DSNet convention: best test epoch
     assert 0 <= split["test_score"] <= 1 and np.isfinite(split["random_score"])
   assert json.loads((tmp_path / "results.json").read_text())["synthetic"] is True
+  pinned.assert_matches_pinned("demo", result, records)  # the same numbers as before the shared loop
 
   # The kept checkpoint restores into the model's parameter structure.
   model = sm_train.make_model(config)
