@@ -13,6 +13,8 @@ Sections (SECTIONS below; each returns table rows and a JSON record):
               batch-1 restatement of the released code's losses; compile time and shapes, peak memory
   eval        scoring a TVSum-sized test split (NMS + knapsack + F1), experiments/bench_eval.py's builder
   scaling     the data-parallel SM step on 1, 2, 4, 8 simulated CPU devices (one subprocess each)
+  loop        an SM epoch and a joint sm_data pass through the training loop (iptnet_jax.loop) vs the bare
+              step loop: the loop's cost per step and per epoch (state checkpoint, metric rows)
 
 Timing: warm-up runs excluded; the compared runners of a section run interleaved, round robin, `--repeats`
 times; medians are reported, with the spread in the detail column. PyTorch runs with as many intra-op threads
@@ -46,6 +48,7 @@ SECTIONS = {
     "joint": "benchmarks.joint",
     "eval": "benchmarks.evaluation",
     "scaling": "benchmarks.scaling",
+    "loop": "benchmarks.loop",
 }
 SECTION_NAMES = tuple(SECTIONS)
 
