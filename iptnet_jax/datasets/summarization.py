@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -58,11 +58,32 @@ def load_videos(refs: Iterable[VideoRef], eval_refs: Iterable[VideoRef] = ()) ->
   return videos
 
 
+def check_feature_widths(videos: Mapping[VideoRef, eccv16.SummVideo]) -> int:
+  """The one feature width of `videos`; a video of another width is named (file, key) against the majority.
+
+  Every file is valid alone, so only the run's videos together can tell which one is odd; the model is built for
+  one width, and without this check the odd video would fail later with a shape error naming neither.
+  """
+  if not videos:
+    raise ValueError("check_feature_widths: no videos")
+  widths = Counter(video.features.shape[1] for video in videos.values())
+  common, count = widths.most_common(1)[0]
+  example = next(ref for ref, video in sorted(videos.items()) if video.features.shape[1] == common)
+  for ref, video in sorted(videos.items()):
+    if video.features.shape[1] != common:
+      raise eccv16.DatasetFormatError(
+          f"{ref.h5_path}: video '{ref.video_key}': field 'features': expected width {common} like {count} other "
+          f"video(s) of the run (e.g. {example.name}), got shape {video.features.shape}; a run needs one width")
+  return common
+
+
 def load_split_videos(splits: Sequence[Split]) -> dict[VideoRef, eccv16.SummVideo]:
-  """All videos of all splits, each read once; val/test videos need user summaries."""
+  """All videos of all splits, each read once and of one feature width; val/test videos need user summaries."""
   train = [r for s in splits for r in s.train]
   evaluated = [r for s in splits for r in (*s.val, *s.test)]
-  return load_videos(train, evaluated)
+  videos = load_videos(train, evaluated)
+  check_feature_widths(videos)
+  return videos
 
 
 def training_example(video: eccv16.SummVideo, proportion: float = 0.15) -> TrainingExample | None:

@@ -1,0 +1,181 @@
+"""Bad input that used to be accepted (and silently changed the result) or ended in a traceback: each case is
+built from files generated here and must stop with one `InputError` naming the file, the video key / line and
+the fields; the good variants next to them (DSNet's padded user summaries, generated eccv16 files) still load.
+"""
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from iptnet_jax.datasets import eccv16, splits, summarization, synthetic_vsumm
+from iptnet_jax.errors import InputError
+from iptnet_jax.vsumm import fscore
+
+REPO = Path(__file__).resolve().parents[1]
+N_FRAMES = 150
+
+
+def _video(seed=0, dim=8):
+  """A consistent eccv16 video: 10 steps every 15 frames, three shots tiling the 150 frames, three users."""
+  rng = np.random.default_rng(seed)
+  user_summary = np.zeros((3, N_FRAMES), np.uint8)
+  user_summary[0, 0:20] = user_summary[1, 60:80] = user_summary[2, 120:140] = 1
+  return {
+      "features": rng.normal(size=(10, dim)).astype(np.float32),
+      "gtscore": rng.uniform(1, 5, size=10).astype(np.float32),
+      "user_summary": user_summary,
+      "change_points": np.array([[0, 59], [60, 119], [120, 149]]),
+      "n_frame_per_seg": np.array([60, 60, 30]),
+      "n_frames": np.int64(N_FRAMES),
+      "picks": np.arange(10) * 15,
+  }
+
+
+def _write_raw(path, videos):
+  """Writes fields as given (no validation), as a hand-made or foreign file would be."""
+  with h5py.File(path, "w") as h5:
+    for key, fields in videos.items():
+      group = h5.create_group(key)
+      for name, value in fields.items():
+        if isinstance(value, dict):  # a subgroup where a dataset belongs
+          group.create_group(name)
+        else:
+          group.create_dataset(name, data=value)
+  return path
+
+
+def _read(path, key="video_7"):
+  return eccv16.read_videos(path, [key], require_user_summary=True)[key]
+
+
+def _set(**fields):
+  return lambda video: video.update(fields)
+
+
+def _transpose_users(video):
+  video["user_summary"] = video["user_summary"].T
+
+
+def _set_user(row, value):
+  return lambda video: video["user_summary"].__setitem__(row, value)
+
+
+def _pad_users(columns, selected=None):
+  def mutate(video):
+    video["user_summary"] = np.pad(video["user_summary"], ((0, 0), (0, columns)))
+    if selected is not None:
+      video["user_summary"][0, selected] = 1
+  return mutate
+
+
+ECCV16_CASES = {
+    "user_summary transposed": (
+        _transpose_users, r"fields 'user_summary' and 'n_frames' disagree: expected shape \(users, n_frames=150\), "
+                          r"got shape \(150, 3\) \(transposed\?"),
+    "user_summary cut short": (
+        lambda v: v.update(user_summary=v["user_summary"][:, :140]),
+        r"fields 'user_summary' and 'n_frames' disagree: expected shape \(users, n_frames=150\), got shape \(3, 140\)"),
+    "user_summary padding selects frames": (
+        _pad_users(4, selected=152), r"expected only zero padding after the n_frames=150 frames, got user 0 selecting "
+                                     r"frame 152 of 154 columns"),
+    "a user selects nothing": (_set_user(1, 0), r"field 'user_summary': .*users \[1\] \(rows, from 0\) selecting no frame"),
+    "a user selects every frame": (_set_user(2, 1), r"users \[2\] \(rows, from 0\) selecting every frame"),
+    "n_frame_per_seg does not match the shots": (
+        _set(n_frame_per_seg=np.array([60, 59, 31])),
+        r"fields 'n_frame_per_seg' and 'change_points' disagree: expected the shot lengths last - first \+ 1, got "
+        r"n_frame_per_seg\[1\] = 59 for shot 1 \[60, 119\] of 60 frames"),
+    "shots end before n_frames": (
+        _set(n_frames=np.int64(160)),
+        r"fields 'change_points' and 'n_frames' disagree: expected shots covering frames \[0, 159\], got shots "
+        r"covering \[0, 149\]"),
+    "n_frames far beyond the picks": (
+        _set(n_frames=np.int64(400)),
+        r"fields 'n_frames' and 'picks' disagree: expected n_frames <= 165 \(last pick 135 \+ two of the largest pick "
+        r"gap 15\), got n_frames=400"),
+    "shots overlap": (
+        _set(change_points=np.array([[0, 59], [50, 119], [120, 149]]), n_frame_per_seg=np.array([60, 70, 30])),
+        r"field 'change_points': expected shots that tile the frames .*shots 0 \[0, 59\] and 1 \[50, 119\], which "
+        r"overlap"),
+    "shots leave a gap": (
+        _set(change_points=np.array([[0, 59], [62, 119], [120, 149]]), n_frame_per_seg=np.array([60, 58, 30])),
+        r"which leave frames \[60, 61\] in no shot"),
+    "complex features": (
+        lambda v: v.update(features=v["features"] + 1j), r"field 'features': expected real numbers, got dtype complex"),
+    "float picks": (
+        _set(picks=np.arange(10) * 15 + 0.5), r"field 'picks': expected whole numbers, got fractional values"),
+    "float n_frames": (_set(n_frames=np.float64(150.5)), r"field 'n_frames': expected an integer, got 150.5"),
+    "float change_points": (
+        lambda v: v.update(change_points=v["change_points"] + 0.25), r"field 'change_points': expected whole numbers"),
+    "gtscore as strings": (
+        lambda v: v.update(gtscore=np.array([b"%.1f" % g for g in v["gtscore"]])),
+        r"field 'gtscore': expected real numbers, got dtype \|S3"),
+    "user_summary as strings": (
+        lambda v: v.update(user_summary=v["user_summary"].astype("S1")), r"field 'user_summary': expected real numbers"),
+    "a field that is a group": (_set(gtscore={}), r"field 'gtscore': expected a dataset, got a group"),
+    "user_scores for other users": (
+        _set(user_scores=np.ones((10, 4), np.float32)),
+        r"fields 'user_scores' and 'user_summary' disagree: expected the same 3 users, got 4 users in user_scores"),
+}
+
+
+@pytest.mark.parametrize("mutate, message", ECCV16_CASES.values(), ids=ECCV16_CASES.keys())
+def test_inconsistent_eccv16_video_names_file_video_and_fields(tmp_path, mutate, message):
+  video = _video()
+  mutate(video)
+  path = _write_raw(tmp_path / "bad.h5", {"video_7": video})
+  with pytest.raises(eccv16.DatasetFormatError, match=message) as error:
+    _read(path)
+  assert str(error.value).startswith(f"{path} video 'video_7': field")
+  assert isinstance(error.value, InputError)
+
+
+@pytest.mark.parametrize("case", ["user_summary transposed", "n_frame_per_seg does not match the shots", "float picks"])
+def test_the_writer_refuses_what_the_reader_refuses(tmp_path, case):
+  # One validation for both: the TVSum-I3D builder and the synthetic generator cannot write such a file.
+  video = _video()
+  ECCV16_CASES[case][0](video)
+  with pytest.raises(eccv16.DatasetFormatError, match="video 'video_7'"):
+    eccv16.write_eccv16_h5(tmp_path / "out.h5", {"video_7": video})
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_consistent_video_and_its_tolerated_variants_load(tmp_path):
+  good = _video()
+  # DSNet's files pad user summaries with all-zero columns past n_frames; eccv16 files store some integers as
+  # whole floats. Neither changes a score.
+  padded = _video()
+  _pad_users(3)(padded)
+  padded.update(picks=padded["picks"].astype(np.float64), n_frames=np.float64(N_FRAMES),
+                n_frame_per_seg=padded["n_frame_per_seg"].astype(np.float64))
+  path = _write_raw(tmp_path / "good.h5", {"video_1": good, "video_2": padded})
+  videos = eccv16.read_videos(path, ["video_1", "video_2"], require_user_summary=True)
+  assert videos["video_2"].user_summary.shape == (3, N_FRAMES + 3)
+  np.testing.assert_array_equal(videos["video_2"].picks, videos["video_1"].picks)
+  prediction = np.zeros(N_FRAMES, bool)
+  prediction[10:70] = True
+  assert (fscore.summary_fscore(prediction, videos["video_2"].user_summary, "avg")
+          == fscore.summary_fscore(prediction, videos["video_1"].user_summary, "avg") > 0)
+
+
+def test_generated_synthetic_dataset_loads(tmp_path):
+  spec = synthetic_vsumm.SyntheticSpec(num_videos=6, feature_dim=8, min_steps=40, max_steps=60, num_users=4,
+                                       num_splits=1)
+  h5_path, split_path = synthetic_vsumm.write_synthetic_dataset(tmp_path, spec)
+  loaded = summarization.load_split_videos(splits.load_splits(split_path, tmp_path))
+  assert len(loaded) == 6 and all(v.user_summary is not None for v in loaded.values())
+
+
+def test_odd_feature_width_names_its_file_and_video(tmp_path):
+  # The first file read has the odd width: the message must blame it, not the majority.
+  _write_raw(tmp_path / "a.h5", {"video_1": _video(dim=6)})
+  _write_raw(tmp_path / "b.h5", {f"video_{i}": _video(seed=i) for i in (1, 2)})
+  split = tmp_path / "s.yml"
+  split.write_text(yaml.safe_dump([{"train_keys": ["a.h5/video_1", "b.h5/video_1"], "test_keys": ["b.h5/video_2"]}]))
+  with pytest.raises(eccv16.DatasetFormatError) as error:
+    summarization.load_split_videos(splits.load_splits(split, tmp_path))
+  assert str(error.value) == (
+      f"{tmp_path / 'a.h5'}: video 'video_1': field 'features': expected width 8 like 2 other video(s) of the run "
+      "(e.g. b.h5/video_1), got shape (10, 6); a run needs one width")
