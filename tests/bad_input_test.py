@@ -179,3 +179,43 @@ def test_odd_feature_width_names_its_file_and_video(tmp_path):
   assert str(error.value) == (
       f"{tmp_path / 'a.h5'}: video 'video_1': field 'features': expected width 8 like 2 other video(s) of the run "
       "(e.g. b.h5/video_1), got shape (10, 6); a run needs one width")
+
+
+# ------------------------------------------------------------------------------------------------ split files
+
+SPLIT_CASES = {
+    "a key listed twice": (
+        '[{"train_keys": ["video_1", "video_2", "video_1"], "test_keys": ["video_3"]}]',
+        r"s.json split 0 train_keys: video 'video_1' is listed twice \(entries 0 and 2, both x.h5/video_1\)"),
+    "a key listed twice under two spellings": (
+        '[{"train_keys": ["video_1", "x/video_1"], "test_keys": ["video_3"]}]',
+        r"split 0 train_keys: video 'x/video_1' is listed twice \(entries 0 and 1"),
+    "misspelled section": (
+        '[{"train_keys": ["video_1"], "tset_keys": ["video_2"]}]',
+        r"s.json split 0: unknown section 'tset_keys' \(did you mean 'test_keys'\?\); expected train_keys, val_keys, "
+        r"test_keys"),
+    "misspelled section next to the right one": (
+        '[{"train_keys": ["video_1"], "test_keys": ["video_2"], "vla_keys": ["video_3"]}]',
+        r"unknown section 'vla_keys' \(did you mean 'val_keys'\?\)"),
+    "val_keys equal to test_keys": (
+        '[{"train_keys": ["video_1"], "val_keys": ["video_2"], "test_keys": ["video_2"]}]',
+        r"s.json split 0: videos in both val_keys and test_keys: \['x.h5/video_2'\] \(1 in all\)"),
+    "train and test share a video in the second split": (
+        '[{"train_keys": ["video_1"], "test_keys": ["video_2"]}, {"train_keys": ["video_1", "video_2"], '
+        '"test_keys": ["video_2"]}]', r"s.json split 1: videos in both train_keys and test_keys"),
+}
+
+
+@pytest.mark.parametrize("content, message", SPLIT_CASES.values(), ids=SPLIT_CASES.keys())
+def test_bad_split_file_names_file_split_and_key(tmp_path, content, message):
+  path = tmp_path / "s.json"
+  path.write_text(content)
+  with pytest.raises(splits.SplitFormatError, match=message):
+    splits.load_splits(path, tmp_path, default_h5="x.h5")
+
+
+def test_split_file_with_non_utf8_bytes_names_the_line(tmp_path):
+  path = tmp_path / "s.yml"
+  path.write_bytes(b"- train_keys: [video_1]\n  test_keys: [vid\xe9o_2]\n")
+  with pytest.raises(splits.SplitFormatError, match=r"s.yml:2: expected UTF-8 text"):
+    splits.load_splits(path, tmp_path, default_h5="x.h5")

@@ -279,6 +279,26 @@ def test_readers_cross_check_sources(tmp_path):
     tvsum_i3d.load_videos(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize("relative, line", [(tvsum_i3d.INFO_RELPATH, 3), (tvsum_i3d.UMT_ANNO_RELPATH, 1)])
+def test_non_utf8_source_file_names_file_and_line(tmp_path, relative, line):
+  _write_shared(tmp_path, _fake_videos(2))
+  path = tmp_path / relative
+  text = path.read_bytes().split(b"\n")
+  text[line - 1] = text[line - 1].replace(b"yt", b"y\xfft", 1)
+  path.write_bytes(b"\n".join(text))
+  with pytest.raises(tvsum_i3d.TvsumI3dError, match=rf"{path.name}:{line}: expected UTF-8 text"):
+    tvsum_i3d.load_videos(tmp_path)
+
+
+def test_unreadable_feature_file_is_named(tmp_path):
+  videos = _fake_videos(2)
+  _write_shared(tmp_path, videos)
+  path = tmp_path / tvsum_i3d.FEATURE_DIR_RELPATH / f"{videos[1].video_id}_rgb.npy"
+  path.write_bytes(b"not an npy file")
+  with pytest.raises(tvsum_i3d.TvsumI3dError, match=rf"{path.name}: video_2: not a readable .npy array"):
+    tvsum_i3d.load_videos(tmp_path)
+
+
 # ------------------------------------------------------------------------------ real data
 
 

@@ -9,11 +9,17 @@
 A key that names a file is looked up in `dataset_dir` by the file's base name, so one split can draw videos
 from several h5 files (canonical, augmented and transfer settings). Bare keys need `default_h5`. An optional
 `val_keys` list (used by the released iPTNet code) is carried through; without it there is no validation set.
+
+Refused, naming the file, split and key: a key listed twice in one list (the video would be trained twice per
+epoch), a video in both train_keys and test_keys or in both val_keys and test_keys (a score selected or trained
+on the test videos), and a section other than train_keys / val_keys / test_keys (a misspelled `tset_keys`
+would otherwise be ignored; the informational `domain` of the TVSum-I3D domain splits is accepted).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 from collections.abc import Mapping
@@ -24,10 +30,17 @@ import yaml
 from iptnet_jax.errors import InputError
 
 _KEY_LISTS = ("train_keys", "val_keys", "test_keys")
+_INFO_FIELDS = ("domain",)  # written by datasets.tvsum_i3d next to the key lists; not read
+# Lists that must not share a video: training or selecting on a test video would inflate the test score.
+_DISJOINT = (("train_keys", "test_keys"), ("val_keys", "test_keys"))
 
 
 class SplitFormatError(InputError):
   """A split file that cannot be read as one of the published formats."""
+
+
+class SplitFileNotFoundError(SplitFormatError, FileNotFoundError):
+  """A split file that does not exist."""
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -78,6 +91,38 @@ def _resolve_key(key, dataset_dir: Path, default_h5: str | None, where: str,
   return VideoRef(dataset_dir / h5_renames.get(file_name, file_name), video_key)
 
 
+def read_utf8_text(path: str | os.PathLike, error_type: type[InputError] = SplitFormatError) -> str:
+  """The text of a (small) UTF-8 file; an unreadable file or byte raises `error_type` naming the file and line."""
+  path = Path(path)
+  try:
+    data = path.read_bytes()
+  except OSError as error:
+    raise error_type(f"{path}: cannot read the file: {error.strerror or error}") from None
+  try:
+    return data.decode("utf-8")
+  except UnicodeDecodeError as error:
+    line = data[:error.start].count(b"\n") + 1
+    raise error_type(f"{path}:{line}: expected UTF-8 text: {error}") from None
+
+
+def _check_sections(entry: Mapping, where: str) -> None:
+  known = _KEY_LISTS + _INFO_FIELDS
+  for name in entry:
+    if name not in known:
+      close = difflib.get_close_matches(str(name), _KEY_LISTS, n=1)
+      hint = f" (did you mean '{close[0]}'?)" if close else ""
+      raise SplitFormatError(f"{where}: unknown section '{name}'{hint}; expected {', '.join(_KEY_LISTS)}")
+
+
+def _check_no_repeats(keys: list, refs: tuple[VideoRef, ...], where: str) -> None:
+  first_at: dict[VideoRef, int] = {}
+  for position, ref in enumerate(refs):
+    if ref in first_at:
+      raise SplitFormatError(f"{where}: video '{keys[position]}' is listed twice (entries {first_at[ref]} and "
+                             f"{position}, both {ref.name}); a split lists each video once")
+    first_at[ref] = position
+
+
 def load_splits(split_path: str | os.PathLike, dataset_dir: str | os.PathLike, default_h5: str | None = None,
                 h5_renames: Mapping[str, str] | None = None) -> list[Split]:
   """Reads a DSNet yml, VASNet json or PGL-SUM json split file.
@@ -89,8 +134,8 @@ def load_splits(split_path: str | os.PathLike, dataset_dir: str | os.PathLike, d
   split_path = Path(split_path)
   dataset_dir = Path(dataset_dir)
   if not split_path.is_file():
-    raise FileNotFoundError(f"split file not found: {split_path}")
-  text = split_path.read_text()
+    raise SplitFileNotFoundError(f"split file not found: {split_path}")
+  text = read_utf8_text(split_path)
   try:
     if split_path.suffix in (".yml", ".yaml"):
       raw = yaml.safe_load(text)
@@ -108,6 +153,7 @@ def load_splits(split_path: str | os.PathLike, dataset_dir: str | os.PathLike, d
     where = f"{split_path} split {index}"
     if not isinstance(entry, dict):
       raise SplitFormatError(f"{where}: expected a mapping with train_keys and test_keys")
+    _check_sections(entry, where)
     for required in ("train_keys", "test_keys"):
       if not isinstance(entry.get(required), list) or not entry[required]:
         raise SplitFormatError(f"{where}: expected a non-empty list '{required}'")
@@ -117,8 +163,11 @@ def load_splits(split_path: str | os.PathLike, dataset_dir: str | os.PathLike, d
       if not isinstance(keys, list):
         raise SplitFormatError(f"{where}: '{name}' must be a list")
       lists[name] = tuple(_resolve_key(k, dataset_dir, default_h5, f"{where} {name}", h5_renames) for k in keys)
-    overlap = set(lists["train_keys"]) & set(lists["test_keys"])
-    if overlap:
-      raise SplitFormatError(f"{where}: videos in both train_keys and test_keys: {sorted(r.name for r in overlap)[:3]}")
+      _check_no_repeats(keys, lists[name], f"{where} {name}")
+    for first, second in _DISJOINT:
+      overlap = set(lists[first]) & set(lists[second])
+      if overlap:
+        raise SplitFormatError(f"{where}: videos in both {first} and {second}: "
+                               f"{sorted(r.name for r in overlap)[:3]} ({len(overlap)} in all)")
     splits.append(Split(index, lists["train_keys"], lists["val_keys"], lists["test_keys"]))
   return splits

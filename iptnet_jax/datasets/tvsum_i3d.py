@@ -38,7 +38,7 @@ with a root attribute BUILD_INFO (JSON: options, videos, sha256 of every source 
 Highlight-detection splits (`--domain-splits`): umt_domain_splits.json (4 train + 1 val YouTube ids per TVSum
 domain) as a DSNet-style yml next to the h5, `<h5 stem>_umt_domains.yml`: one entry per domain in
 DOMAIN_ORDER (UMT's table order), train_keys = the 4 train videos, test_keys = the val video, keys
-'<h5 file name>/video_N', and `domain: XX` (the split loader ignores extra fields).
+'<h5 file name>/video_N', and `domain: XX` (informational; the split loader accepts it next to the key lists).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ import argparse
 import csv
 import dataclasses
 import hashlib
+import io
 import json
 import math
 import os
@@ -60,6 +61,7 @@ import numpy as np
 import yaml
 
 from iptnet_jax.datasets import eccv16
+from iptnet_jax.datasets.splits import read_utf8_text
 from iptnet_jax.errors import InputError
 from iptnet_jax.vsumm import highlight, keyshots, kts
 
@@ -80,6 +82,10 @@ FEATURE_DIR_RELPATH = "features/tvsum/video_features"
 
 class TvsumI3dError(InputError):
   """A TVSum source file or in-memory input that does not have the expected content."""
+
+
+class TvsumSourceNotFoundError(TvsumI3dError, FileNotFoundError):
+  """A TVSum source file or the shared data folder that does not exist."""
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -149,16 +155,6 @@ def _shots(features: np.ndarray, picks: np.ndarray, n_frames: int, shots: str, v
   raise TvsumI3dError(f"shots: expected one of {SHOT_CHOICES}, got {shots!r}")
 
 
-def check_shots(change_points: np.ndarray, n_frame_per_seg: np.ndarray, n_frames: int, where: str) -> None:
-  """Shots must tile [0, n_frames - 1]: each frame in exactly one shot, lengths matching."""
-  cps = np.asarray(change_points)
-  if (cps.ndim != 2 or cps.shape[1] != 2 or cps.shape[0] == 0 or cps[0, 0] != 0 or cps[-1, 1] != n_frames - 1
-      or np.any(cps[1:, 0] != cps[:-1, 1] + 1) or np.any(cps[:, 1] < cps[:, 0])):
-    raise TvsumI3dError(f"{where}: change_points do not tile frames [0, {n_frames - 1}] exactly once")
-  if not np.array_equal(n_frame_per_seg, cps[:, 1] - cps[:, 0] + 1):
-    raise TvsumI3dError(f"{where}: n_frame_per_seg does not match the change_points' lengths")
-
-
 def build_video_fields(video: TvsumVideo, *, features: str = "rgb", shots: str = "kts", vmax: float = 1.0,
                        frames_per_shot: int = kts.ECCV16_FRAMES_PER_SHOT,
                        min_summary_fraction: float = MIN_SUMMARY_FRACTION) -> tuple[dict, VideoStats]:
@@ -200,7 +196,7 @@ def build_video_fields(video: TvsumVideo, *, features: str = "rgb", shots: str =
   gtscore = step_user_scores.mean(axis=1)
 
   change_points, n_frame_per_seg = _shots(step_features, picks, n_frames, shots, vmax, frames_per_shot)
-  check_shots(change_points, n_frame_per_seg, n_frames, where)
+  eccv16.check_shots(change_points, n_frame_per_seg, n_frames, where)  # before the knapsacks rely on them
 
   frame_picks = np.arange(n_frames)
   user_summary = np.stack([
@@ -265,25 +261,28 @@ def default_shared_dir() -> Path:
 
 def _require_file(path: Path) -> Path:
   if not path.is_file():
-    raise FileNotFoundError(f"TVSum source file not found: {path}. Put the shared data folder (docs/data.md) "
-                            "there or pass --shared / set IPTNET_SHARED_DATA")
+    raise TvsumSourceNotFoundError(f"TVSum source file not found: {path}. Put the shared data folder "
+                                   "(docs/data.md) there or pass --shared / set IPTNET_SHARED_DATA")
   return path
+
+
+def _tsv_reader(path: Path) -> csv.DictReader:
+  return csv.DictReader(io.StringIO(read_utf8_text(path, TvsumI3dError), newline=""), delimiter="\t")
 
 
 def read_info_tsv(path: str | os.PathLike) -> list[tuple[str, str, int]]:
   """tvsum50_info.tsv -> [(h5_key, YouTube id, nframes)] in file order (= .mat order)."""
   path = _require_file(Path(path))
-  with open(path, newline="", encoding="utf-8") as f:
-    reader = csv.DictReader(f, delimiter="\t")
-    missing = {"h5_key", "video_id", "nframes"} - set(reader.fieldnames or ())
-    if missing:
-      raise TvsumI3dError(f"{path}: missing columns {sorted(missing)} (has {reader.fieldnames})")
-    rows = []
-    for line_no, row in enumerate(reader, start=2):
-      try:
-        rows.append((row["h5_key"], row["video_id"], int(row["nframes"])))
-      except (TypeError, ValueError):
-        raise TvsumI3dError(f"{path}: line {line_no}: nframes {row['nframes']!r} is not an integer") from None
+  reader = _tsv_reader(path)
+  missing = {"h5_key", "video_id", "nframes"} - set(reader.fieldnames or ())
+  if missing:
+    raise TvsumI3dError(f"{path}: missing columns {sorted(missing)} (has {reader.fieldnames})")
+  rows = []
+  for line_no, row in enumerate(reader, start=2):
+    try:
+      rows.append((row["h5_key"], row["video_id"], int(row["nframes"])))
+    except (TypeError, ValueError):
+      raise TvsumI3dError(f"{path}: line {line_no}: nframes {row['nframes']!r} is not an integer") from None
   expected = [f"video_{i}" for i in range(1, len(rows) + 1)]
   if [r[0] for r in rows] != expected:
     raise TvsumI3dError(f"{path}: h5_key column must be video_1..video_{len(rows)} in order")
@@ -325,9 +324,12 @@ def read_umt_anno(path: str | os.PathLike) -> dict[str, dict]:
   """tvsum_anno.json -> {YouTube id: {'fps': float, 'anno': (T, U) array, 'domain': str}}."""
   path = _require_file(Path(path))
   try:
-    raw = json.loads(path.read_text())
+    raw = json.loads(read_utf8_text(path, TvsumI3dError))
   except json.JSONDecodeError as e:
     raise TvsumI3dError(f"{path}: not valid JSON ({e})") from None
+  if not isinstance(raw, dict):
+    raise TvsumI3dError(f"{path}: expected a JSON object {{YouTube id: {{fps, anno, domain}}}}, got "
+                        f"{type(raw).__name__}")
   out = {}
   for video_id, entry in raw.items():
     try:
@@ -338,13 +340,20 @@ def read_umt_anno(path: str | os.PathLike) -> dict[str, dict]:
   return out
 
 
+def _load_npy(path: Path, key: str) -> np.ndarray:
+  try:
+    return np.load(path, allow_pickle=False)
+  except (ValueError, OSError, EOFError) as e:
+    raise TvsumI3dError(f"{path}: {key}: not a readable .npy array ({e})") from None
+
+
 def load_videos(shared_dir: str | os.PathLike, *, features: str = "rgb",
                 keys: Sequence[str] | None = None) -> list[TvsumVideo]:
   """Reads and cross-checks the sources for `keys` (default: all, in the official order)."""
   shared = Path(shared_dir)
   if not shared.is_dir():
-    raise FileNotFoundError(f"shared data folder not found: {shared} (docs/data.md; pass --shared or set "
-                            "IPTNET_SHARED_DATA)")
+    raise TvsumSourceNotFoundError(f"shared data folder not found: {shared} (docs/data.md; pass --shared or set "
+                                   "IPTNET_SHARED_DATA)")
   info = read_info_tsv(shared / INFO_RELPATH)
   mat = read_tvsum_mat(shared / MAT_RELPATH)
   umt = read_umt_anno(shared / UMT_ANNO_RELPATH)
@@ -367,7 +376,7 @@ def load_videos(shared_dir: str | os.PathLike, *, features: str = "rgb",
     for name, suffix in (("rgb", "rgb"), ("flow", "opt")):
       if name == "flow" and features != "rgb+flow":
         continue
-      streams[name] = np.load(_require_file(shared / FEATURE_DIR_RELPATH / f"{video_id}_{suffix}.npy"))
+      streams[name] = _load_npy(_require_file(shared / FEATURE_DIR_RELPATH / f"{video_id}_{suffix}.npy"), key)
     videos.append(TvsumVideo(h5_key, video_id, umt[video_id]["fps"], mat_frames, user_anno, streams["rgb"],
                              streams.get("flow"), umt_anno=umt[video_id]["anno"]))
   return videos
@@ -467,11 +476,10 @@ def domain_splits_name(h5_name: str) -> str:
 def read_info_categories(path: str | os.PathLike) -> dict[str, str]:
   """tvsum50_info.tsv -> {YouTube id: category} (empty when the table has no category column)."""
   path = _require_file(Path(path))
-  with open(path, newline="", encoding="utf-8") as f:
-    reader = csv.DictReader(f, delimiter="\t")
-    if "category" not in (reader.fieldnames or ()):
-      return {}
-    return {row["video_id"]: row["category"] for row in reader}
+  reader = _tsv_reader(path)
+  if "category" not in (reader.fieldnames or ()):
+    return {}
+  return {row["video_id"]: row["category"] for row in reader}
 
 
 def domain_split_entries(splits: Mapping[str, Mapping[str, Sequence[str]]], key_of_id: Mapping[str, str],
