@@ -3,6 +3,7 @@ built from files generated here and must stop with one `InputError` naming the f
 the fields; the good variants next to them (DSNet's padded user summaries, generated eccv16 files) still load.
 """
 
+import json
 from pathlib import Path
 
 import h5py
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from iptnet_jax.datasets import eccv16, splits, summarization, synthetic_vsumm
+from iptnet_jax.datasets import charades_sta, eccv16, splits, summarization, synthetic_vsumm
 from iptnet_jax.errors import InputError
 from iptnet_jax.vsumm import fscore
 
@@ -219,3 +220,65 @@ def test_split_file_with_non_utf8_bytes_names_the_line(tmp_path):
   path.write_bytes(b"- train_keys: [video_1]\n  test_keys: [vid\xe9o_2]\n")
   with pytest.raises(splits.SplitFormatError, match=r"s.yml:2: expected UTF-8 text"):
     splits.load_splits(path, tmp_path, default_h5="x.h5")
+
+
+# -------------------------------------------------------------------------------------------- Charades-STA text
+
+DURATIONS = {"VIDA": 30.0, "VIDB": 20.0, "VIDT": 20.0}
+TRAIN = ["VIDA 0.0 6.9##a person opens the door.", "VIDB 1.0 5.0##the person holds a book."]
+TEST = ["VIDT 1.0 4.0##a person opens a book."]
+GLOVE = {"a": 1, "person": 2, "opens": 3, "the": 4, "door": 5, "holds": 6, "book": 7}
+
+
+def _glove_lines(words=GLOVE, dim=3):
+  return [f"{word} {' '.join(str(index + k / 10) for k in range(dim))}" for word, index in words.items()]
+
+
+def _charades(root: Path, *, train=TRAIN, test=TEST, glove=None, widths=None):
+  annotations, features = root / "charades_sta", root / "features"
+  annotations.mkdir(parents=True, exist_ok=True)
+  features.mkdir(exist_ok=True)
+  (annotations / "charades.json").write_text(json.dumps({v: {"duration": d} for v, d in DURATIONS.items()}))
+  for split, lines in (("train", train), ("test", test)):
+    path = annotations / f"charades_sta_{split}.txt"
+    path.write_bytes(lines) if isinstance(lines, bytes) else path.write_text("".join(f"{x}\n" for x in lines))
+  glove_path = root / "glove.txt"
+  glove_path.write_text("\n".join(_glove_lines() if glove is None else glove) + "\n")
+  for vid in DURATIONS:
+    np.save(features / f"{vid}.npy", np.ones((20, (widths or {}).get(vid, 4)), np.float32))
+  return annotations, glove_path, features
+
+
+def test_good_charades_files_load(tmp_path):
+  dataset = charades_sta.load_charades_sta(*_charades(tmp_path))
+  assert dataset.num_words == 2 + len(GLOVE) and dataset.feature_dim == 4
+
+
+CHARADES_CASES = {
+    "GloVe first row narrower": (
+        dict(glove=_glove_lines(dim=3)[:1] + _glove_lines(dim=4)[1:]),
+        r"glove.txt:2: expected a word and 3 numbers, got 4 numbers \(line 1 has 3: every row of a GloVe file has "
+        r"the same width\)"),
+    "GloVe first row wider": (
+        dict(glove=_glove_lines(dim=4)[:1] + _glove_lines(dim=3)[1:]), r"glove.txt:2: expected a word and 4 numbers, "
+                                                                        r"got 3 numbers"),
+    "GloVe with no matching words": (
+        dict(glove=_glove_lines({"zebra": 1, "quartz": 2})),
+        r"glove.txt: only 0 of the 8 distinct query words of .*charades_sta have a vector \(0.0 % of the 18 query "
+        r"tokens\); expected at least 25 %"),
+    "GloVe with almost no matching words": (
+        dict(glove=_glove_lines({"door": 1, "holds": 2})), r"only 2 of the 8 distinct query words .*\(11.1 % of the 18"),
+    "non-UTF-8 annotation line": (
+        dict(train=b"VIDA 0.0 6.9##a person opens the door.\nVIDB 1.0 5.0##the caf\xe9\n"),
+        r"charades_sta_train.txt:2: expected UTF-8 text"),
+    "empty test file": (dict(test=[]), r"charades_sta_test.txt: no annotations \(expected lines 'VID start end##"),
+    "the first feature file read has another width": (
+        dict(widths={"VIDA": 5}), r"VIDA.npy: video VIDA: expected features of shape \(T, 4\) like the other videos "
+                                  r"\(2 of them, e.g. VIDB.npy\), got shape \(20, 5\)"),
+}
+
+
+@pytest.mark.parametrize("files, message", CHARADES_CASES.values(), ids=CHARADES_CASES.keys())
+def test_bad_charades_input_names_file_and_line(tmp_path, files, message):
+  with pytest.raises(charades_sta.CharadesDataError, match=message):
+    charades_sta.load_charades_sta(*_charades(tmp_path, **files))

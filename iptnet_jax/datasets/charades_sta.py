@@ -16,7 +16,9 @@ Processing, as VSLNet does it:
   occurrence), counted over the splits in `vocab_splits`. VSLNet counts over **train and test** (its
   `vocab_emb_gen(data_list=[train, test])`), which is the default here; pass `vocab_splits=("train",)` to
   count the training set only. `word_vectors` is (V, word_dim) float32 with rows 0 (PAD) and 1 (UNK) zero:
-  the model owns the trainable UNK vector and keeps the GloVe rows frozen.
+  the model owns the trainable UNK vector and keeps the GloVe rows frozen. GloVe rows must all have one width,
+  and the vectors must cover at least a quarter of the counted query tokens (MIN_KNOWN_TOKEN_FRACTION): a wrong
+  GloVe file would otherwise leave (almost) every query word UNK.
 * Char vocabulary: 0 = PAD, 1 = UNK, then the characters occurring >= 5 times in the same splits' tokens,
   most frequent first.
 * Queries keep their first `max_pos_len` tokens. Videos longer than `max_pos_len` clips are average-pooled to
@@ -64,7 +66,9 @@ Batches (`iterate_batches`), numpy dicts with these keys; B is fixed, lengths ar
 Filler rows of a short last batch repeat the batch's first sample (every array well-formed, no all-masked
 row that could turn a masked softmax into NaN) and carry example_mask 0: weight losses and metrics by it.
 
-Every malformed input raises one `CharadesDataError` (a ValueError) naming the file, line, video id or field.
+Every malformed input raises one `CharadesDataError` (an `errors.InputError`) naming the file, line, video id or
+field: also an annotation file without annotations, and a feature file whose width differs from most others'
+(the odd file is named, whichever was read first).
 """
 
 from __future__ import annotations
@@ -93,6 +97,10 @@ QUERY_BUCKETS = (8, 16, 24, 32, 48, 64, 96, 128)
 CHAR_BUCKETS = (4, 8, 16, 32)  # Charades-STA words have <= 15 chars: almost every batch is 8 or 16
 MIN_CHAR_LENGTH = 4  # VSLNet's char CNN has kernels up to width 4; shorter char axes would break it
 HIGHLIGHT_EXTENSION = 0.1
+# The right GloVe file covers most query tokens (the shared 6B file: 86 % of Charades-STA's, nearly all the rest
+# being the sentence-final '.' it lacks); a wrong one (another language, casing or vocabulary) almost none. A
+# quarter is far from both, and leaves room for small hand-made vocabularies in tests.
+MIN_KNOWN_TOKEN_FRACTION = 0.25
 
 
 class CharadesDataError(InputError):
@@ -248,6 +256,8 @@ def parse_annotations(path: str | Path, durations: Mapping[str, float], *,
       raise CharadesDataError(f"{where}: video {vid}: empty sentence (no tokens after '##')")
     annotations.append(MomentAnnotation(first_sample_id + len(annotations), vid, start, end, duration,
                                         sentence.strip(), words, where))
+  if not annotations:
+    raise CharadesDataError(f"{path}: no annotations (expected lines 'VID start end##sentence')")
   return annotations
 
 
@@ -289,7 +299,7 @@ def load_glove(path: str | Path, keep: set[str] | None = None) -> tuple[dict[str
     raise CharadesFileNotFoundError(f"{path}: GloVe file not found (expected a GloVe text file, e.g. "
                                     "glove/glove.6B.50d.charades_tvsum_vocab.txt of the shared data)")
   vectors: dict[str, np.ndarray] = {}
-  word_dim = None
+  word_dim = dim_line = None
   for line_number, line in _read_lines(path):
     fields = line.rstrip("\n").rstrip().split(" ")
     if fields == [""]:
@@ -297,12 +307,15 @@ def load_glove(path: str | Path, keep: set[str] | None = None) -> tuple[dict[str
     if word_dim is None and len(fields) == 2 and line_number == 1:
       continue  # "vocab_size dim" header
     if word_dim is None:
-      word_dim = len(fields) - 1
+      word_dim, dim_line = len(fields) - 1, line_number
       if word_dim < 1:
         raise CharadesDataError(f"{path}:{line_number}: expected 'word v_1 ... v_d', got {line.strip()!r}")
-    if len(fields) < word_dim + 1:
+    # More fields than word_dim + 1 is a word with spaces, unless the second field is a number: then the row is
+    # wider than the first one, and reading it as a word with spaces would make every word of the file unknown.
+    if len(fields) < word_dim + 1 or (len(fields) > word_dim + 1 and _is_number(fields[1])):
       raise CharadesDataError(f"{path}:{line_number}: expected a word and {word_dim} numbers, got "
-                              f"{len(fields) - 1} numbers")
+                              f"{len(fields) - 1} numbers (line {dim_line} has {word_dim}: every row of a GloVe "
+                              "file has the same width)")
     word = " ".join(fields[:len(fields) - word_dim])
     if keep is not None and word not in keep:
       continue
@@ -316,6 +329,30 @@ def load_glove(path: str | Path, keep: set[str] | None = None) -> tuple[dict[str
   if word_dim is None:
     raise CharadesDataError(f"{path}: no vectors (expected GloVe text lines 'word v_1 ... v_d')")
   return vectors, word_dim
+
+
+def _is_number(text: str) -> bool:
+  try:
+    float(text)
+  except ValueError:
+    return False
+  return True
+
+
+def check_glove_coverage(word_counts: collections.Counter, glove: Mapping[str, np.ndarray], glove_path: str | Path,
+                         annotation_dir: str | Path) -> None:
+  """Refuses a vocabulary whose query tokens are mostly UNK: the wrong GloVe file (another language, casing or
+  vocabulary) would otherwise train on queries the model cannot read, and with no word known at all the GloVe
+  table is empty (a zero-size array that checkpointing rejects only after training)."""
+  total = sum(word_counts.values())
+  known = sum(count for word, count in word_counts.items() if word in glove)
+  if total and known < MIN_KNOWN_TOKEN_FRACTION * total:
+    known_words = sum(1 for word in word_counts if word in glove)
+    raise CharadesDataError(
+        f"{glove_path}: only {known_words} of the {len(word_counts)} distinct query words of {annotation_dir} have a "
+        f"vector ({100 * known / total:.1f} % of the {total} query tokens); expected at least "
+        f"{100 * MIN_KNOWN_TOKEN_FRACTION:.0f} %, else most query words are UNK (is it a GloVe text file of "
+        "lower-cased English words?)")
 
 
 def count_tokens(token_lists: Sequence[Sequence[str]]) -> tuple[collections.Counter, collections.Counter]:
@@ -393,7 +430,8 @@ class VideoFeatureStore:
       raise CharadesDataError(f"max_len: expected a positive clip count, got {max_len}")
     self.max_len = max_len
     self.cache = cache
-    self.feature_dim: int | None = None
+    self._widths: dict[str, int] = {}  # of every file opened
+    self._settled_dim: int | None = None
     self._lengths: dict[str, int] = {}
     self._features: dict[str, np.ndarray] = {}
 
@@ -413,12 +451,37 @@ class VideoFeatureStore:
       raise CharadesDataError(f"{path}: video {vid}: expected features of shape (T, D), got shape {array.shape}")
     if not np.issubdtype(array.dtype, np.floating):
       raise CharadesDataError(f"{path}: video {vid}: expected float features, got dtype {array.dtype}")
-    if self.feature_dim is None:
-      self.feature_dim = int(array.shape[1])
-    elif array.shape[1] != self.feature_dim:
-      raise CharadesDataError(f"{path}: video {vid}: expected features of shape (T, {self.feature_dim}) like the "
+    self._widths[vid] = int(array.shape[1])
+    if self._settled_dim is not None and array.shape[1] != self._settled_dim:
+      raise CharadesDataError(f"{path}: video {vid}: expected features of shape (T, {self._settled_dim}) like the "
                               f"other videos, got shape {array.shape}")
     return array
+
+  @property
+  def feature_dim(self) -> int | None:
+    """D: the settled width, else the most common one among the files opened so far (None before any)."""
+    if self._settled_dim is not None or not self._widths:
+      return self._settled_dim
+    return collections.Counter(self._widths.values()).most_common(1)[0][0]
+
+  def settle_feature_dim(self) -> int:
+    """Fixes D to the width most of the files opened so far have, naming a file of another width; later files
+    must have it too.
+
+    Called once the headers of every needed file have been read (load_charades_sta; else the first `load`):
+    the first file read may be the odd one, and checking the others against it would blame good files.
+    """
+    if not self._widths:
+      raise CharadesDataError(f"{self.feature_dir}: no feature file was read")
+    common, count = collections.Counter(self._widths.values()).most_common(1)[0]
+    example = next(vid for vid, width in self._widths.items() if width == common)
+    for vid, width in self._widths.items():
+      if width != common:
+        raise CharadesDataError(f"{self.path(vid)}: video {vid}: expected features of shape (T, {common}) like the "
+                                f"other videos ({count} of them, e.g. {self.path(example).name}), got shape "
+                                f"({self._lengths.get(vid, 'T')}, {width})")
+    self._settled_dim = common
+    return common
 
   def raw_length(self, vid: str) -> int:
     """T, the number of stored feature rows."""
@@ -434,6 +497,8 @@ class VideoFeatureStore:
     """(num_units, D) float32 resampled features."""
     if vid in self._features:
       return self._features[vid]
+    if self._settled_dim is None and self._widths:
+      self.settle_feature_dim()  # the samples were made, so every needed header has been read
     raw = np.asarray(self._open(vid, mmap=False))
     finite = np.isfinite(raw).all(axis=1)
     if not finite.all():
@@ -578,11 +643,13 @@ def load_charades_sta(annotation_dir: str | Path, glove_path: str | Path, featur
   annotations = load_split_annotations(annotation_dir)
   word_counts, char_counts = count_tokens([a.words for s in SPLITS if s in vocab_splits for a in annotations[s]])
   glove, word_dim = load_glove(glove_path, keep=set(word_counts))
+  check_glove_coverage(word_counts, glove, glove_path, annotation_dir)
   word_vocab, word_vectors = build_word_vocab(word_counts, glove, word_dim)
   char_vocab = build_char_vocab(char_counts, char_min_count)
   store = VideoFeatureStore(feature_dir, max_pos_len, cache=cache_features)
   samples = {split: make_samples(first_videos(annotations[split], max_videos), store, word_vocab, char_vocab,
                                  max_pos_len) for split in SPLITS}
+  store.settle_feature_dim()
   return CharadesSTA(samples["train"], samples["test"], word_vocab, char_vocab, word_vectors, max_pos_len, store,
                      read_synthetic_marker(feature_dir))
 
