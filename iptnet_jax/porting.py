@@ -41,6 +41,9 @@ key set against the model's and every shape against the model's, naming each off
 Keys that cannot map one to one, where our module differs:
   embedding_net.word_emb.pad_vec   no variable: our PAD row is a constant zero. The key must be present and
                                    all zero (upstream never trains it); a non-zero PAD row is an error.
+  embedding_net.char_emb.char_emb.weight   row 0 (char PAD) must be all zero as well: upstream's
+                                   nn.Embedding(padding_idx=0) keeps it zero, and our model zeroes PAD lookups,
+                                   so a non-zero row would give other outputs than upstream's.
   embedding_net.word_emb.glove_vec the frozen GloVe rows go to the 'constants' collection
                                    (constants/embedding_net/word_emb/glove_vec), not to 'params'.
   *.pos_embedding.position_embeddings.weight   absent from models built with position_embedding=False (the
@@ -278,6 +281,7 @@ def load_dsnet_af_checkpoint(path: str | os.PathLike, reference_params: Mapping 
 
 VSLNET_PAD_KEY = "embedding_net.word_emb.pad_vec"
 VSLNET_GLOVE_KEY = "embedding_net.word_emb.glove_vec"
+VSLNET_CHAR_KEY = "embedding_net.char_emb.char_emb.weight"  # row 0 is the char PAD row
 _GLOVE_PATH = ("constants", "embedding_net", "word_emb", "glove_vec")
 # Flax submodules named `<list>_<i>` that are entries of a torch ModuleList / Sequential.
 _VSLNET_INDEXED = re.compile(r"^(char_convs|depthwise_separable_conv|layer_norms|start_block|end_block)_(\d+)$")
@@ -421,8 +425,17 @@ def _vslnet_hints(missing: list[str], unexpected: list[str]) -> list[str]:
   return hints
 
 
+def _nonzero_pad_row(name: str, row: np.ndarray, token: str, ours: str) -> list[str]:
+  """The problem line of a PAD row that is not zero (upstream never trains one; our model cannot hold one)."""
+  if not np.any(row != 0):
+    return []
+  return [f"{name} is not zero (max |value| {float(np.max(np.abs(row))):.3g}): {ours}, so this checkpoint's PAD "
+          f"{token} cannot be reproduced"]
+
+
 def _check_vslnet(state: dict[str, np.ndarray], key_map: Mapping) -> None:
-  """One StateDictMismatchError naming every missing / unexpected key, bad shape and non-zero PAD row."""
+  """One StateDictMismatchError naming every missing / unexpected key, bad shape and non-zero PAD row (word and
+  char)."""
   missing, unexpected, problems = _key_problems(state, sorted(set(key_map) | {VSLNET_PAD_KEY}))
   bad = [f"{key} -> {'/'.join(path)}: checkpoint has {_shape_of(state[key])}, the configured model needs {want}"
          for key, (path, _, want) in key_map.items() if key in state and _shape_of(state[key]) != tuple(want)]
@@ -431,9 +444,12 @@ def _check_vslnet(state: dict[str, np.ndarray], key_map: Mapping) -> None:
     unk_shape = key_map.get("embedding_net.word_emb.unk_vec", (None, None, None))[2]
     if unk_shape is not None and _shape_of(pad) != tuple(unk_shape):
       bad.append(f"{VSLNET_PAD_KEY}: checkpoint has {_shape_of(pad)}, the configured model needs {tuple(unk_shape)}")
-    elif np.any(pad != 0):
-      problems.append(f"{VSLNET_PAD_KEY} is not zero (max |value| {float(np.max(np.abs(pad))):.3g}): our PAD "
-                      "row is a constant zero, so this checkpoint's PAD word cannot be reproduced")
+    else:
+      problems += _nonzero_pad_row(VSLNET_PAD_KEY, pad, "word", "our PAD row is a constant zero")
+  char_shape = key_map.get(VSLNET_CHAR_KEY, (None, None, None))[2]
+  if char_shape is not None and VSLNET_CHAR_KEY in state and _shape_of(state[VSLNET_CHAR_KEY]) == tuple(char_shape):
+    problems += _nonzero_pad_row(f"{VSLNET_CHAR_KEY}[0]", state[VSLNET_CHAR_KEY][0], "char",
+                                 "our model zeroes PAD char lookups")
   if bad:
     problems.append(f"{len(bad)} shape mismatches: " + "; ".join(bad))
   if problems:

@@ -23,10 +23,11 @@ def _model(**overrides):
 
 
 def _state_dict(model, seed=0):
-  """A random upstream-layout state_dict for `model` (PAD row zero)."""
+  """A random upstream-layout state_dict for `model` (word and char PAD rows zero, as upstream keeps them)."""
   rng = np.random.default_rng(seed)
   state = {k: rng.normal(size=shape).astype(np.float32) for k, (_, _, shape) in porting.vslnet_key_map(model).items()}
   state[porting.VSLNET_PAD_KEY] = np.zeros((1, SMALL["word_dim"]), np.float32)
+  state[porting.VSLNET_CHAR_KEY][0] = 0.0
   return state
 
 
@@ -148,6 +149,17 @@ def test_pad_row_must_be_present_and_zero():
   assert "embedding_net.word_emb.pad_vec is not zero" in _mismatch(state, model)
   del state[porting.VSLNET_PAD_KEY]
   assert "missing keys: ['embedding_net.word_emb.pad_vec']" in _mismatch(state, model)
+
+
+def test_char_pad_row_must_be_zero():
+  # Our model zeroes PAD char lookups (upstream: padding_idx=0), so a non-zero row 0 would change the outputs.
+  model = _model()
+  state = _state_dict(model)
+  state[porting.VSLNET_CHAR_KEY][0, 2] = 1.5
+  assert ("embedding_net.char_emb.char_emb.weight[0] is not zero (max |value| 1.5): our model zeroes PAD char "
+          "lookups") in _mismatch(state, model)
+  state[porting.VSLNET_CHAR_KEY][0] = 0.0
+  porting.vslnet_variables_from_state_dict(state, model)  # the same checkpoint with a zero PAD row ports
 
 
 def test_dataparallel_prefix_is_accepted():
