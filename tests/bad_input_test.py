@@ -1,9 +1,14 @@
 """Bad input that used to be accepted (and silently changed the result) or ended in a traceback: each case is
 built from files generated here and must stop with one `InputError` naming the file, the video key / line and
 the fields; the good variants next to them (DSNet's padded user summaries, generated eccv16 files) still load.
+
+One end-to-end case runs `python -m iptnet_jax.main` on a bad file: one `error:` line and a non-zero exit.
 """
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -282,3 +287,26 @@ CHARADES_CASES = {
 def test_bad_charades_input_names_file_and_line(tmp_path, files, message):
   with pytest.raises(charades_sta.CharadesDataError, match=message):
     charades_sta.load_charades_sta(*_charades(tmp_path, **files))
+
+
+# ---------------------------------------------------------------------------------------------------- end to end
+
+def test_command_line_stops_with_one_line_naming_the_bad_file(tmp_path):
+  spec = synthetic_vsumm.SyntheticSpec(num_videos=5, feature_dim=8, min_steps=40, max_steps=48, num_users=3,
+                                       num_splits=1)
+  h5_path, split_path = synthetic_vsumm.write_synthetic_dataset(tmp_path / "data", spec)
+  with h5py.File(h5_path, "r+") as h5:  # the silent case of the report: user summaries stored transposed
+    users = h5["video_2/user_summary"][()]
+    del h5["video_2/user_summary"]
+    h5["video_2/user_summary"] = users.T
+  workdir = tmp_path / "run"
+  command = [sys.executable, "-m", "iptnet_jax.main", "--config=configs/demo.py:smoke", f"--workdir={workdir}",
+             "--config.data.source=h5", f"--config.data.dataset_dir={h5_path.parent}",
+             f"--config.data.split_file={split_path}", f"--config.data.default_h5={h5_path.name}"]
+  result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+  last_line = result.stderr.strip().splitlines()[-1]
+  assert result.returncode != 0
+  assert "Traceback" not in result.stderr
+  assert last_line.startswith(f"error: {h5_path} video 'video_2': fields 'user_summary' and 'n_frames' disagree")
+  assert not workdir.exists() or not any(workdir.iterdir())  # the data is checked before the run writes anything
