@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from iptnet_jax.datasets import eccv16, splits, tvsum_i3d
+from iptnet_jax.errors import InputError
 
 N_USERS = 20
 
@@ -297,6 +298,19 @@ def test_unreadable_feature_file_is_named(tmp_path):
   path.write_bytes(b"not an npy file")
   with pytest.raises(tvsum_i3d.TvsumI3dError, match=rf"{path.name}: video_2: not a readable .npy array"):
     tvsum_i3d.load_videos(tmp_path)
+
+
+def test_unwritable_output_folder_is_one_error_and_leaves_nothing(tmp_path):
+  _write_shared(tmp_path / "shared", _fake_videos(2))
+  blocker = tmp_path / "a_file"
+  blocker.write_text("")
+  with pytest.raises(InputError, match=rf"cannot write {blocker}"):
+    tvsum_i3d.write_domain_splits(tmp_path / "shared", blocker / "out", "x.h5")
+  fields, _ = tvsum_i3d.build_from_arrays(_fake_videos(1), shots="uniform")
+  (tmp_path / "out.h5").mkdir()  # the final rename onto a folder fails, after the staging file was written
+  with pytest.raises(InputError, match=r"cannot write .*out.h5: \[Errno"):
+    tvsum_i3d.write_dataset(tmp_path / "out.h5", fields, {}, overwrite=True)
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "out.h5", "shared"]
 
 
 # ------------------------------------------------------------------------------ real data

@@ -60,6 +60,7 @@ import h5py
 import numpy as np
 import yaml
 
+from iptnet_jax import fileio
 from iptnet_jax.datasets import eccv16
 from iptnet_jax.datasets.splits import read_utf8_text
 from iptnet_jax.errors import InputError
@@ -415,9 +416,12 @@ def write_dataset(path: str | os.PathLike, fields_by_key: Mapping[str, Mapping[s
   staging = path.with_name(path.name + ".staging")
   try:
     eccv16.write_eccv16_h5(staging, fields_by_key, require_user_summary=True, overwrite=True)
-    with h5py.File(staging, "r+") as h5:
+    # BUILD_INFO is added to an in-memory copy, which fileio writes: h5py writing straight to a full disk can
+    # crash the process in its close, and fileio reports an OS error as one line and leaves nothing behind.
+    buffer = io.BytesIO(staging.read_bytes())
+    with h5py.File(buffer, "r+") as h5:
       h5.attrs["BUILD_INFO"] = json.dumps(build_info, sort_keys=True)
-    os.replace(staging, path)
+    fileio.atomic_write_bytes(path, buffer.getvalue())
   finally:
     staging.unlink(missing_ok=True)
   return path
@@ -525,10 +529,11 @@ def write_domain_splits(shared_dir: str | os.PathLike, out_dir: str | os.PathLik
                                  read_info_categories(shared / INFO_RELPATH))
   header = (f"# UMT's TVSum highlight-detection splits ({DOMAIN_SPLITS_RELPATH}): per domain, train_keys = the 4 "
             f"train videos, test_keys = the val video.\n# Written by iptnet_jax.datasets.tvsum_i3d for {h5_name}.\n")
-  out_path.parent.mkdir(parents=True, exist_ok=True)
-  staging = out_path.with_name(out_path.name + ".staging")
-  staging.write_text(header + yaml.safe_dump(entries, sort_keys=False))
-  os.replace(staging, out_path)
+  try:
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+  except OSError as error:
+    raise fileio.write_error(out_path.parent, error) from None
+  fileio.atomic_write_text(out_path, header + yaml.safe_dump(entries, sort_keys=False))
   return out_path
 
 
