@@ -127,7 +127,12 @@ def is_positive_finite(value) -> bool:
   return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
+def is_seed(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def check_sm_config(config: ml_collections.ConfigDict) -> None:
+  _require(is_seed(config.seed), "seed", config.seed, "a non-negative integer")
   _require(config.data.source in ("h5", "synthetic"), "data.source", config.data.source, "'h5' or 'synthetic'")
   buckets = tuple(config.data.buckets)
   _require(bool(buckets) and all(b > 0 for b in buckets) and all(a < b for a, b in zip(buckets, buckets[1:])),
@@ -166,6 +171,11 @@ def check_iptnet_config(config: ml_collections.ConfigDict) -> None:
            "'target_to_student' or 'student_to_target'")
   for field in ("lm_warmup_epochs", "sm_warmup_epochs", "lm_steps_per_phase", "num_devices"):
     _require(c[field] >= 0, f"iptnet.{field}", c[field], "non-negative")
+  if not c.distributed:  # a multi-host run's devices are known only after jax.distributed.initialize()
+    import jax
+
+    _require(c.num_devices <= jax.device_count(), "iptnet.num_devices", c.num_devices,
+             f"at most the {jax.device_count()} device(s) of this machine ({jax.devices()[0].platform}), or 0 for all")
   _require(is_positive_finite(config.lm.train.lr), "lm.train.lr", config.lm.train.lr,
            "a finite, positive learning rate")
   # The LM-alone trainer's upstream-checkpoint start; the iPTNet LM has no positional table and starts from

@@ -186,6 +186,7 @@ class _UnitRun:
     self.stop = stop
     self.base_record = base_record  # finished units and the logged-row count, kept in every save
     self.best_dir = workdir / "checkpoints" / unit.name
+    self.last_save = None  # where the latest saved state of this unit is, for the divergence message
     jsonl.context = {"run_id": jsonl.context["run_id"], "resume": jsonl.context["resume"], **unit.context}
     self.tb_dir = workdir / "tensorboard" / unit.name
 
@@ -200,8 +201,9 @@ class _UnitRun:
     unit = self.unit
     rates = ", ".join(f"config.{k}={v!r}" for k, v in unit.learning_rates.items())
     where = f"{unit.label}, epoch {phase.epoch}" + (f" ({phase.source} phase)" if phase.source else "")
-    hint = (f"the last good state is kept in {self.states.directory}; lower the learning rate(s) or check the "
-            "input features for NaN / inf")
+    kept = (f"the last good state ({self.last_save}) is kept in {self.states.directory}" if self.last_save else
+            f"nothing of {unit.label} was saved (it diverged before its first checkpoint)")
+    hint = f"{kept}; lower the learning rate(s) or check the input features for NaN / inf"
     for k, losses in enumerate(_host_history(history)):
       bad = [name for name, v in losses.items() if not math.isfinite(v)]
       if bad:
@@ -224,9 +226,11 @@ class _UnitRun:
       rng.bit_generator.state = resume["rng"]
       tracker = {k: resume[k] for k in tracker}
       start_phase, skip, history = resume["phase"], resume["step_in_phase"], resume["history"]
+      self.last_save = "the state this run resumed from"
       # A best checkpoint saved after the record (the run died in between) is saved again on the way.
       best_checkpoint.discard_after(tracker["best"]["epoch"] if tracker["best"] else -1)
-    tb = run_log.TensorboardWriter(self.tb_dir, purge_step=int(state.step) + 1 if resume is not None else None)
+    tb = (run_log.TensorboardWriter(self.tb_dir, purge_step=int(state.step) + 1 if resume is not None else None)
+          if _is_primary() else run_log.NullWriter())
     progress = run_log.Progress(unit.label, unit.total_epochs)
     unit_start = time.perf_counter()
     try:
@@ -249,6 +253,7 @@ class _UnitRun:
             if self.stop.signum is not None or (self.every and since_save >= self.every):
               self._check_finite(state, history, phase, 0)
               self.states.save(state, self._record(p, k + 1, rng_state, history, tracker))
+              self.last_save = f"epoch {phase.epoch}, step {k + 1}"
               since_save = 0
               if self.stop.signum is not None:
                 progress.end_phase()
@@ -276,6 +281,7 @@ class _UnitRun:
         if phase.evaluate:
           progress.line(phase.epoch, shown, time.perf_counter() - unit_start)
         self.states.save(state, self._record(p + 1, 0, rng.bit_generator.state, [], tracker))
+        self.last_save = f"end of epoch {phase.epoch}" + (f" ({phase.source} phase)" if phase.source else "")
     finally:
       progress.end_phase()
       tb.close()
@@ -296,6 +302,12 @@ class _UnitRun:
                            {"epoch": phase.epoch, "model": name, "score": score, **evaluation.metrics})
 
 
+def _is_primary() -> bool:
+  """Metric rows and results are written by one process of a multi-host run (checkpoints by all, as orbax
+  requires)."""
+  return jax.process_index() == 0
+
+
 def _is_number(value) -> bool:
   return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
 
@@ -309,11 +321,13 @@ def run(task: Task, info: run_dir.RunInfo, checkpoint_every_steps: int = 0) -> d
     record = states.record()
     finished = list(record["finished"]) if record else []
     base_record = {"finished": finished, "rows": record["rows"] if record else 0}
-    run_log.truncate_jsonl(workdir / METRICS_FILE, base_record["rows"])
+    if _is_primary():
+      run_log.truncate_jsonl(workdir / METRICS_FILE, base_record["rows"])
     if record is not None and len(finished) < task.num_units():
       print(f"resuming the run in {workdir} (resume {info.resumes}): {len(finished)} of {task.num_units()} "
             f"unit(s) finished", flush=True)
-    jsonl = run_log.JsonlWriter(workdir / METRICS_FILE, {"run_id": info.run_id, "resume": info.resumes})
+    context = {"run_id": info.run_id, "resume": info.resumes}
+    jsonl = run_log.JsonlWriter(workdir / METRICS_FILE, context) if _is_primary() else run_log.NullWriter(context)
     stop = _StopFlag()
     try:
       with _signals_stop(stop):

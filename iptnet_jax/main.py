@@ -4,7 +4,9 @@ This file is kept thin on purpose; everything it does is in `iptnet_jax.train.tr
 which tests and notebooks call directly.
 """
 
+import re
 import sys
+import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -22,13 +24,56 @@ _CACHE = flags.DEFINE_string("compilation_cache", None, "Folder of JAX's persist
                              "turns it off.")
 
 
+def describe_flag_error(error: BaseException, argv: list[str]) -> str:
+  """One line for a command line that cannot be parsed: a bad flag value, a config file that does not load, an
+  override of a field the config does not have (keeping ml_collections' "did you mean")."""
+  if isinstance(error, OSError) and error.filename:
+    return f"--config: {error.filename}: {error.strerror}"
+  if isinstance(error, SyntaxError):
+    return f"--config: {error.filename}, line {error.lineno}: not a Python config file ({error.msg})"
+  text = str(error.args[0] if len(error.args) == 1 else error)
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  if len(lines) > 1:  # ml_collections quotes the config file's traceback or lists the paths it tried
+    text = lines[-1]
+  if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # a KeyError's repr
+    text = text[1:-1]
+  text = text.replace("\\n", " ").replace("\\'", "'").strip()
+  if isinstance(error, (AttributeError, KeyError)):  # an override naming a field the config lacks
+    field = re.match(r"'?([A-Za-z_]\w*)'?", text)
+    overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+    culprit = next((o for o in overrides if field and o.split(".")[-1] == field.group(1)), "--config.*")
+    return f"{culprit}: the config has no such field ({text})"
+  if isinstance(error, flags.Error):
+    inner = error.__cause__ or error.__context__
+    if inner is not None and not isinstance(inner, flags.Error):
+      return describe_flag_error(inner, argv)  # what went wrong inside the config file
+    return " ".join(text.split())
+  # An exception raised inside the config file (e.g. an unknown variant): say where.
+  frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+  where = f" ({frame.filename}, line {frame.lineno})" if frame and "site-packages" not in frame.filename else ""
+  name = type(error).__name__
+  return f"--config: {text if text.startswith(name) else f'{name}: {text}'}{where}"
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  try:
+    return flags.FLAGS(argv)
+  except Exception as error:  # noqa: BLE001 - everything here comes from the command line or the config file
+    sys.exit(f"error: {describe_flag_error(error, argv)}")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
+  try:
+    config = _CONFIG.value
+    getattr(config, "task", None)  # ml_collections reports a config file it could not load only at first use
+  except Exception as error:  # noqa: BLE001 - the config file's own failure
+    sys.exit(f"error: {describe_flag_error(error, sys.argv)}")
   train.enable_compilation_cache(_CACHE.value)
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, overwrite=_OVERWRITE.value)
+    train.train_and_evaluate(config, _WORKDIR.value, overwrite=_OVERWRITE.value)
   except loop.RunInterrupted as stopped:
     print(stopped, file=sys.stderr)
     sys.exit(128 + stopped.signum)  # the shell's convention for a process ended by a signal
@@ -40,4 +85,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -116,6 +116,25 @@ class TensorboardWriter:
       os.close(self._fd)
 
 
+class NullWriter:
+  """The writers' interface, writing nothing (the other processes of a multi-host run)."""
+
+  def __init__(self, context: Mapping | None = None):
+    self.context = dict(context or {})
+
+  def write_scalars(self, step, scalars) -> None:
+    pass
+
+  def write_hparams(self, hparams) -> None:
+    pass
+
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    pass
+
+
 def is_interactive(stream) -> bool:
   return hasattr(stream, "isatty") and stream.isatty()
 

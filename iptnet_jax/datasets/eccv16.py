@@ -24,14 +24,15 @@ atomically (temporary file + rename), so a failed write never leaves a half-writ
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from iptnet_jax import fileio
 from iptnet_jax.errors import InputError
 from iptnet_jax.vsumm.knapsack import VsummInputError, as_int_array, as_int_scalar
 
@@ -296,18 +297,17 @@ def write_eccv16_h5(path: str | os.PathLike, videos: Mapping[str, Mapping[str, n
     raise DatasetFormatError(f"{path}: nothing to write (no videos)")
   for key, fields in videos.items():
     validate_video_fields(fields, f"video '{key}' for {path}", require_user_summary=require_user_summary)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-  os.close(fd)
+  # The file is built in memory and written by fileio.atomic_write_bytes: HDF5 writing straight to a full disk
+  # crashes the process in h5py's close (a segfault, leaving the temporary file behind).
+  buffer = io.BytesIO()
+  with h5py.File(buffer, "w") as h5:
+    for key, fields in videos.items():
+      group = h5.create_group(key)
+      for name, value in fields.items():
+        group.create_dataset(name, data=np.asarray(value))
   try:
-    with h5py.File(tmp_name, "w") as h5:
-      for key, fields in videos.items():
-        group = h5.create_group(key)
-        for name, value in fields.items():
-          group.create_dataset(name, data=np.asarray(value))
-    os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; a dataset file is meant to be shared
-    os.replace(tmp_name, path)
-  except BaseException:
-    Path(tmp_name).unlink(missing_ok=True)
-    raise
+    path.parent.mkdir(parents=True, exist_ok=True)
+  except OSError as error:
+    raise fileio.write_error(path.parent, error) from None
+  fileio.atomic_write_bytes(path, buffer.getvalue())
   return path

@@ -96,7 +96,7 @@ class _Loaded:
     self.splits = [all_splits[i] for i in
                    config_defaults.parse_split_selection(config.data.splits, len(all_splits))]
     self.videos = summarization.load_split_videos(self.splits)
-    self.feature_dim = sm_train.feature_width(self.videos)
+    self.feature_dim = summarization.check_feature_widths(self.videos)
     self.lm_data = None
     if config.iptnet.use_lm:
       feature_dir = lm_train.resolve_feature_dir(config.lm, workdir)
@@ -294,7 +294,7 @@ def train_and_evaluate_iptnet(config: ml_collections.ConfigDict, workdir: str | 
   and writes the summary."""
   config_defaults.check_iptnet_config(config)
   if config.iptnet.use_lm:
-    lm_train.check_lm_config(config.lm)
+    lm_train.check_lm_config(config.lm, prefix="lm.")
   if config.iptnet.distributed:  # multi-host (BUILD.md): explicit coordinator, or detected from the cluster
     c = config.iptnet
     jax.distributed.initialize(coordinator_address=c.coordinator_address or None,

@@ -63,15 +63,20 @@ class TrainState:
   rng: jax.Array
 
 
-def check_lm_config(config: ml_collections.ConfigDict) -> None:
+def check_lm_config(config: ml_collections.ConfigDict, prefix: str = "") -> None:
+  """Raises LMConfigError naming the first bad field; `prefix` is where the LM config sits in the run's config
+  ("lm." inside an iPTNet config)."""
+
   def require(ok, field, expected):
     if not ok:
       value = config
       for part in field.split("."):
         value = value[part]
-      raise LMConfigError(f"config.{field}={value!r}: expected {expected}")
+      raise LMConfigError(f"config.{prefix}{field}={value!r}: expected {expected}")
 
-  require(config.task == "lm", "task", "'lm'")
+  if not prefix:
+    require(config.task == "lm", "task", "'lm'")
+    require(config_defaults.is_seed(config.seed), "seed", "a non-negative integer")
   require(config.data.max_pos_len >= 1, "data.max_pos_len", "a positive length")
   require(config.data.max_videos >= 0, "data.max_videos", "0 (all) or a positive count")
   for field in ("video_buckets", "query_buckets", "char_buckets"):

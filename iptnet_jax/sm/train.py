@@ -8,7 +8,6 @@ convention (the best epoch on the test videos, which is optimistic; the output s
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import logging
 import math
@@ -94,19 +93,6 @@ def resolve_data(config: ml_collections.ConfigDict, workdir: Path) -> tuple[Path
     logging.info("synthetic data: %s (generated; not comparable with published numbers)", h5_path)
     return h5_path.parent, split_path
   return Path(config.data.dataset_dir), Path(config.data.split_file)
-
-
-def feature_width(videos: dict) -> int:
-  """The one feature width of `videos` ({VideoRef: SummVideo}); a video of another width is named against the
-  width of the others."""
-  widths = collections.Counter(v.features.shape[1] for v in videos.values())
-  common = widths.most_common(1)[0][0]
-  for ref, video in videos.items():
-    if video.features.shape[1] != common:
-      raise eccv16.DatasetFormatError(
-          f"{ref.h5_path}: video '{ref.video_key}' has features of width {video.features.shape[1]}, while "
-          f"{widths[common]} other video(s) of the run have width {common}; a run needs one feature width")
-  return common
 
 
 class _Split(loop.Unit):
@@ -195,7 +181,7 @@ class SMTask(loop.Task):
     self.splits = [all_splits[i] for i in
                    config_defaults.parse_split_selection(config.data.splits, len(all_splits))]
     self.videos = summarization.load_split_videos(self.splits)  # every input is checked before training
-    self.feature_dim = feature_width(self.videos)
+    self.feature_dim = summarization.check_feature_widths(self.videos)
     self.units = [_Split(self, split) for split in self.splits]
     # Built once: the jitted functions compile once per shape for the whole run, not once per split.
     self.model = make_model(config)
