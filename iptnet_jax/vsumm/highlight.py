@@ -143,3 +143,36 @@ def domain_splits(path: str | os.PathLike) -> dict[str, dict[str, tuple[str, ...
       raise HighlightInputError(f"{path}: domain '{domain}': videos in both train and val: {sorted(overlap)}")
     splits[domain] = entry
   return splits
+
+
+# ---------------------------------------------------------------------------------------------- YouTube
+
+
+def clip_ranking_ap(clip_scores, labels) -> float:
+  """UMT's YouTube Highlights AP of one video (TencentARC/UMT datasets/youtube.py `evaluate`): rank all clips
+  by score, descending, and take the same trapezoid AP as `top_k_average_precision` over the whole ranking
+  with labels = match > 0 (the caller passes 0/1; UMT counts -1 'unlabelled' clips as negatives); a video
+  without a positive scores 0. Ties keep clip order (stable sort; UMT's torch.argsort leaves them unspecified).
+  """
+  labels = np.asarray(labels)
+  clip_scores = np.asarray(clip_scores, dtype=np.float64)
+  if labels.ndim != 1 or labels.size == 0 or clip_scores.shape != labels.shape:
+    raise HighlightInputError(f"clip_scores {clip_scores.shape} and labels {labels.shape}: expected two "
+                              "non-empty (T,) arrays of the same length")
+  if not np.all(np.isin(labels, (0, 1))):
+    raise HighlightInputError("labels: expected 0/1 (match > 0)")
+  if not np.all(np.isfinite(clip_scores)):
+    raise HighlightInputError("clip_scores: expected finite values, got NaN/inf")
+  order = np.argsort(-clip_scores, kind="stable")
+  return float(top_k_average_precision(labels[order])[0])
+
+
+def mean_clip_ranking_ap(clip_scores_by_video: Mapping[str, np.ndarray],
+                         labels_by_video: Mapping[str, np.ndarray]) -> float:
+  """UMT's YouTube Highlights mAP of a domain: mean of `clip_ranking_ap` over its val videos."""
+  if not clip_scores_by_video:
+    raise HighlightInputError("clip_scores_by_video: expected at least one video")
+  missing = sorted(set(clip_scores_by_video) - set(labels_by_video))
+  if missing:
+    raise HighlightInputError(f"labels_by_video: no labels for {missing[:5]}")
+  return float(np.mean([clip_ranking_ap(s, labels_by_video[v]) for v, s in clip_scores_by_video.items()]))

@@ -1,0 +1,41 @@
+"""TVSum highlight detection per domain (UMT's protocol: 4 train + 1 val video per domain, top-5 mAP on the
+val video, mean over the 10 domains), with the low-rank audio-visual model of iptnet_jax/highlight.
+
+    python -m iptnet_jax.main --config=configs/highlight_tvsum.py:av --workdir=/tmp/hl_tvsum_av
+    (until task 'highlight' is dispatched by iptnet_jax/train.py:
+     .venv/bin/python experiments/highlight_report.py run --config=configs/highlight_tvsum.py:av --workdir=W)
+
+Variants (`:name`):
+  av       supervised per domain (UMT), I3D rgb+flow video + PANN audio, low-rank fusion R = 8   [main row]
+  video    the same without audio ('w/o audio')
+  audio    the same without vision ('w/o vision')
+  weak     weakly supervised (Ye et al.): video-level labels, other domains' train videos negative,
+           temporal-cue margins + beta-sparsity, SGD lr 0.01 x0.1 / 50 epochs, wd 5e-4, 200 epochs, tau = 60
+  weak_video  the weak regime without audio
+  smoke    a few steps on generated data (tests; no data folder needed)
+Ablations are config overrides of a variant, e.g. --config.model.rank=16, --config.train.clip_len=40,
+--config.loss.beta=1e-2 (experiments/highlight_report.py runs the supplement's grids, selected on train-domain
+cross-validation, --config.eval.cross_validate=True).
+
+Data: the shared data folder's features/tvsum (data.root, default $IPTNET_SHARED_DATA or ../shared/data).
+Selection: none on the val video; the last step of the fixed schedule is scored. Seeds: config.seeds.
+"""
+
+from iptnet_jax.highlight import configs
+
+VARIANTS = ("av", "video", "audio", "weak", "weak_video", "smoke")
+
+
+def get_config(variant: str = "av"):
+  if variant not in VARIANTS:
+    raise ValueError(f"configs/highlight_tvsum.py: unknown variant {variant!r}; expected one of {VARIANTS}")
+  config = configs.base_config()
+  if variant in ("video", "weak_video"):
+    config.data.modalities = "video"
+  if variant == "audio":
+    config.data.modalities = "audio"
+  if variant.startswith("weak"):
+    configs.weak(config)
+  if variant == "smoke":
+    configs.smoke(config, "tvsum")
+  return config

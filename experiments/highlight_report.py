@@ -1,0 +1,211 @@
+"""Highlight detection benchmarks (iptnet_jax/highlight): runs, floors, ablations and the table beside the anchors.
+
+    .venv/bin/python experiments/highlight_report.py run --config=configs/highlight_tvsum.py:av --workdir=W
+        [--set FIELD=VALUE ...]        one config: every domain x seed, W/results.json (resumable)
+    .venv/bin/python experiments/highlight_report.py floors --dataset=tvsum --out=F.json
+                                       random and ridge-regression floors on the same val videos
+    .venv/bin/python experiments/highlight_report.py ablate --grid=rank --root=DIR [--set ...]
+                                       one workdir per grid value (DIR/<grid>=<value>), with leave-one-train-video-
+                                       out cross-validation; the row marked '*' is the one CV selects
+    .venv/bin/python experiments/highlight_report.py table --rows "ours AV=W1" "ours weak=W2" [--floors F.json]
+                                       per-domain table (mean ± std over seeds) beside UMT's published figures
+
+`run` stands in for `python -m iptnet_jax.main --config=configs/highlight_tvsum.py:av --workdir=W` until
+iptnet_jax/train.py dispatches config.task == 'highlight' to iptnet_jax.highlight.train; both call
+`train_and_evaluate_highlight`. Workdirs hold results derived from the shared data: keep them outside the
+repository (e.g. /tmp).
+
+Grids (the supplement's ablations; base variant --variant, default av):
+  rank      model.rank in 1, 4, 8, 16, 32
+  tau       train.clip_len in 20, 40, 60, 80
+  beta      loss.beta in 1e-4, 1e-3, 1e-2, 1e-1 (weak regime: --variant=weak)
+  modality  data.modalities in video,audio / video / audio
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+  sys.path.insert(0, str(REPO))
+
+from iptnet_jax.config_defaults import apply_overrides, parse_override  # noqa: E402
+from iptnet_jax.errors import InputError  # noqa: E402
+
+# TencentARC/UMT README, UMT-S per TVSum domain (top-5 mAP, video + audio; best val epoch of 500).
+UMT_TVSUM = {"VT": 87.54, "VU": 81.51, "GA": 88.22, "MS": 78.81, "PK": 81.42, "PR": 86.96, "FM": 75.96,
+             "BK": 86.89, "BT": 84.42, "DS": 79.63}
+# UMT-S per YouTube Highlights domain (mAP, video + audio), docs/data.md.
+UMT_YOUTUBE = {"dog": 65.93, "gymnastics": 75.20, "parkour": 81.64, "skating": 71.81, "skiing": 72.27,
+               "surfing": 82.71}
+YE_2021 = {"tvsum": 76.8, "youtube": 63.0}  # Ye et al., ICCV 2021, mean (weakly supervised)
+SM_TOP5 = 65.67  # BUILD.md: the SM alone, experiments/tvsum_i3d_report.py --only highlight --epochs 50 (best epoch)
+GRIDS = {
+    "rank": ("model.rank", ("1", "4", "8", "16", "32")),
+    "tau": ("train.clip_len", ("20", "40", "60", "80")),
+    "beta": ("loss.beta", ("1e-4", "1e-3", "1e-2", "1e-1")),
+    "modality": ("data.modalities", ("video,audio", "video", "audio")),
+}
+
+
+def load_config(spec: str, overrides: Sequence[str] = ()):
+  path, _, variant = spec.partition(":")
+  path = Path(path) if Path(path).is_absolute() else REPO / path
+  module_spec = importlib.util.spec_from_file_location(f"highlight_config_{path.stem}", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  config = module.get_config(variant) if variant else module.get_config()
+  apply_overrides(config, [parse_override(o) for o in overrides])
+  return config
+
+
+def _outside_repo(path: str) -> Path:
+  resolved = Path(path).expanduser().resolve()
+  if resolved == REPO or REPO in resolved.parents:
+    raise InputError(f"{resolved} is inside the repository; results derived from the shared data belong outside "
+                     "it (e.g. /tmp)")
+  return resolved
+
+
+def run(spec: str, workdir: str, overrides: Sequence[str] = ()) -> dict:
+  from iptnet_jax import cpu_threefry
+  from iptnet_jax.highlight import train
+
+  cpu_threefry.use_unrolled_threefry_on_cpu()  # as iptnet_jax.train.train_and_evaluate does
+  config = load_config(spec, overrides)
+  results = train.train_and_evaluate_highlight(config, _outside_repo(workdir))
+  print(format_results(results))
+  return results
+
+
+def format_results(results: dict) -> str:
+  lines = []
+  if "per_domain" in results:
+    lines.append(" ".join(f"{d} {100 * v:.2f}±{100 * results['per_domain_std'][d]:.2f}"
+                          for d, v in results["per_domain"].items()))
+    lines.append(f"mean {100 * results['mean']:.2f} ± {100 * results['mean_std']:.2f} (std over seeds "
+                 f"{results['seeds']}); random floor {100 * results['random_floor']['mean']:.2f}")
+  if "cv" in results:
+    lines.append(f"cv (leave-one-train-video-out) mean {100 * results['cv']['mean']:.2f} ± "
+                 f"{100 * results['cv']['mean_std']:.2f}" +
+                 "".join(f"; at epoch {e}: {100 * v:.2f}" for e, v in results["cv"].get("at_epoch", {}).items()))
+  return "\n".join(lines)
+
+
+def floors(dataset: str, out: str, root: str = "") -> dict:
+  from iptnet_jax.highlight import baselines, data, train
+
+  if dataset == "tvsum":
+    ds = data.read_tvsum(root or None)
+    domains, modality_sets = list(data.TVSUM_DOMAINS), (("video", "audio"), ("video",), ("audio",))
+  else:
+    ds = data.read_youtube(root or None)
+    domains, modality_sets = list(data.YOUTUBE_DOMAINS), (("video",),)
+  result = {"dataset": dataset, "random": train.random_floor(ds, domains, 100), "ridge": {}}
+  for mods in modality_sets:
+    result["ridge"][",".join(mods)] = baselines.ridge_floor(ds, domains, mods)
+    print(f"ridge {','.join(mods)}: mean {100 * result['ridge'][','.join(mods)]['mean']:.2f}", flush=True)
+  print(f"random: mean {100 * result['random']['mean']:.2f} ± {100 * result['random']['std']:.2f}")
+  path = _outside_repo(out)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(result, indent=1))
+  return result
+
+
+def ablate(grid: str, root: str, variant_spec: str, overrides: Sequence[str], values: Sequence[str] = ()) -> list:
+  field, default_values = GRIDS[grid]
+  rows = []
+  for value in values or default_values:
+    workdir = Path(_outside_repo(root)) / f"{grid}={value}"
+    print(f"== {field}={value} -> {workdir}", flush=True)
+    results = run(variant_spec, str(workdir), [*overrides, "eval.cross_validate=True", f"{field}={value}"])
+    rows.append((value, results))
+  best = max(range(len(rows)), key=lambda i: rows[i][1]["cv"]["mean"])
+  print(f"\n| {field} | CV top-5 mAP (train folds) | val mean ± std over seeds |\n|---|---|---|")
+  for i, (value, results) in enumerate(rows):
+    print(f"| {value}{' *' if i == best else ''} | {100 * results['cv']['mean']:.2f} ± "
+          f"{100 * results['cv']['mean_std']:.2f} | {100 * results['mean']:.2f} ± {100 * results['mean_std']:.2f} |")
+  return rows
+
+
+def table(rows: Sequence[str], floors_path: str | None) -> str:
+  loaded = []
+  for item in rows:
+    label, _, path = item.partition("=")
+    loaded.append((label, json.loads((Path(path) / "results.json").read_text())))
+  dataset = loaded[0][1]["dataset"]
+  umt = UMT_TVSUM if dataset == "tvsum" else UMT_YOUTUBE
+  domains = loaded[0][1]["domains"]
+  head = "| row | " + " | ".join(domains) + " | mean |"
+  lines = [head, "|" + "---|" * (len(domains) + 2)]
+  lines.append("| UMT-S (published, best val epoch) | " + " | ".join(f"{umt[d]:.2f}" for d in domains) +
+               f" | {np.mean([umt[d] for d in domains]):.2f} |")
+  lines.append(f"| Ye et al. 2021 (published, mean only) | " + " | ".join("–" for _ in domains) +
+               f" | {YE_2021[dataset if dataset in YE_2021 else 'tvsum']:.1f} |")
+  if dataset == "tvsum":
+    lines.append("| SM alone (BUILD.md, best test epoch) | " + " | ".join("–" for _ in domains) + f" | {SM_TOP5:.2f} |")
+  if floors_path:
+    f = json.loads(Path(floors_path).read_text())
+    lines.append("| random floor (100 draws) | " + " | ".join(f"{100 * f['random']['per_domain'][d]:.2f}"
+                                                           for d in domains) + f" | {100 * f['random']['mean']:.2f} |")
+    for mods, r in f["ridge"].items():
+      lines.append(f"| ridge floor ({mods}) | " + " | ".join(f"{100 * r['per_domain'][d]:.2f}" for d in domains) +
+                   f" | {100 * r['mean']:.2f} |")
+  for label, r in loaded:
+    lines.append(f"| {label} | " + " | ".join(f"{100 * r['per_domain'][d]:.2f} ± {100 * r['per_domain_std'][d]:.1f}"
+                                              for d in domains) +
+                 f" | **{100 * r['mean']:.2f} ± {100 * r['mean_std']:.2f}** |")
+  text = "\n".join(lines)
+  print(text)
+  return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = parser.add_subparsers(dest="command", required=True)
+  p = sub.add_parser("run")
+  p.add_argument("--config", required=True)
+  p.add_argument("--workdir", required=True)
+  p.add_argument("--set", action="append", default=[])
+  p = sub.add_parser("floors")
+  p.add_argument("--dataset", choices=("tvsum", "youtube"), default="tvsum")
+  p.add_argument("--out", required=True)
+  p.add_argument("--root", default="")
+  p = sub.add_parser("ablate")
+  p.add_argument("--grid", choices=sorted(GRIDS), required=True)
+  p.add_argument("--root", required=True)
+  p.add_argument("--variant", default="configs/highlight_tvsum.py:av")
+  p.add_argument("--values", default="", help="comma-separated subset of the grid's values")
+  p.add_argument("--set", action="append", default=[])
+  p = sub.add_parser("table")
+  p.add_argument("--rows", nargs="+", required=True, help="LABEL=WORKDIR")
+  p.add_argument("--floors")
+  args = parser.parse_args(argv)
+  try:
+    if args.command == "run":
+      run(args.config, args.workdir, args.set)
+    elif args.command == "floors":
+      floors(args.dataset, args.out, args.root)
+    elif args.command == "ablate":
+      values = [v for v in args.values.replace(" ", "").split(",") if v] if args.values else []
+      if args.grid == "modality" and values:
+        raise InputError("--values: the modality grid's values contain commas; run it whole")
+      ablate(args.grid, args.root, args.variant, args.set, values)
+    else:
+      table(args.rows, args.floors)
+  except InputError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,142 @@
+"""Highlight trainer (iptnet_jax/highlight/train.py): a smoke run per config on generated data, resumability,
+the selection rule (cross-validation never reads the val videos), learning, and config errors."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from iptnet_jax.errors import InputError
+from iptnet_jax.highlight import data as data_lib
+from iptnet_jax.highlight import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load(name, variant):
+  spec = importlib.util.spec_from_file_location(f"cfg_{name}", REPO / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)
+
+
+def _check_results(results, workdir, domains, seeds, regime):
+  on_disk = json.loads((workdir / "results.json").read_text())
+  assert on_disk == json.loads(json.dumps(results))
+  assert results["regime"] == regime and results["seeds"] == seeds
+  assert list(results["per_domain"]) == domains
+  for d in domains:
+    assert len(results["per_domain_seeds"][d]) == len(seeds)
+    assert 0.0 <= results["per_domain"][d] <= 1.0 and results["per_domain_std"][d] >= 0
+  assert results["mean"] == pytest.approx(np.mean(list(results["per_domain"].values())))
+  assert 0 <= results["random_floor"]["mean"] <= 1
+
+
+@pytest.mark.parametrize("name,variant,regime", [
+    ("highlight_tvsum", "smoke", "supervised"),
+    ("highlight_tvsum", "smoke_weak", "weak"),
+    ("highlight_youtube", "smoke", "supervised"),
+])
+def test_smoke_run_per_config_writes_results(tmp_path, name, variant, regime):
+  config = load(name, "smoke")
+  if variant == "smoke_weak":
+    config.train.regime = "weak"
+    config.train.num_negatives = 2
+  config.data.domains = "D0,D2"
+  results = train.train_and_evaluate_highlight(config, tmp_path)
+  _check_results(results, tmp_path, ["D0", "D2"], [0, 1], regime)
+  assert results["metric"] == ("youtube_map" if name == "highlight_youtube" else "top5_map")
+  assert results["features"]["modalities"] == (["video"] if name == "highlight_youtube" else ["video", "audio"])
+  assert sorted(p.name for p in (tmp_path / "runs" / "D0").iterdir()) == ["seed0.json", "seed1.json"]
+
+
+def test_rerun_skips_finished_runs_and_another_config_is_refused(tmp_path, monkeypatch):
+  config = load("highlight_tvsum", "smoke")
+  config.data.domains = "D1"
+  config.seeds = "0"
+  first = train.train_and_evaluate_highlight(config, tmp_path)
+
+  def no_training(*args, **kwargs):
+    raise AssertionError("a finished (domain, seed) was trained again")
+
+  monkeypatch.setattr(train, "fit", no_training)
+  assert train.train_and_evaluate_highlight(config, tmp_path)["per_domain"] == first["per_domain"]
+  config.model.rank = 3
+  with pytest.raises(InputError, match="another config"):
+    train.train_and_evaluate_highlight(config, tmp_path)
+
+
+def test_cross_validation_never_reads_the_val_video():
+  config = load("highlight_tvsum", "smoke")
+  config.train.epochs = 1
+  config.eval.cv_epochs = "1"
+  dataset = train.load_dataset(config)
+  val = dataset.domain_videos("D0", "val")[0]
+  poisoned = data_lib.Video(val.video_id, val.domain, {k: np.full_like(v, np.nan) for k, v in val.features.items()},
+                            user_scores=np.full_like(val.user_scores, np.nan))
+  dataset = data_lib.Dataset(dataset.name, {**dataset.videos, val.video_id: poisoned}, dataset.splits, dataset.metric)
+  trainer = train.build_trainer(config)
+  cv = train.cross_validate(trainer, config, dataset, "D0", 0)
+  assert len(cv["folds"]) == 4 and all(0 <= f <= 1 for f in cv["folds"])
+  assert cv["cv_at_epoch"]["1"] == pytest.approx(cv["cv"])  # epoch 1 is the last one here
+  with pytest.raises(Exception):  # the val run does read it, and the NaN features reach the metric
+    train.run_domain_seed(trainer, config, dataset, "D0", 0)
+
+
+@pytest.mark.parametrize("regime", ["supervised", "weak"])
+def test_training_reduces_the_loss_on_generated_data(regime):
+  config = load("highlight_tvsum", "smoke")
+  config.train.regime = regime
+  config.train.num_negatives = 4
+  config.train.epochs = 30
+  config.train.steps_per_epoch = 2
+  config.model.input_dropout = 0.0
+  config.model.dropout = 0.0
+  if regime == "weak":
+    config.train.optimizer, config.train.lr = "sgd", 0.1
+  dataset = train.load_dataset(config)
+  trainer = train.build_trainer(config)
+  negatives = train.negatives_for(dataset, "D0") if regime == "weak" else []
+  _, history = train.fit(trainer, config, dataset.domain_videos("D0", "train"), negatives, seed=0)
+  key = "bce" if regime == "supervised" else "video_bce"
+  first, last = np.mean([h[key] for h in history[:3]]), np.mean([h[key] for h in history[-3:]])
+  assert last < 0.8 * first, (first, last)
+
+
+def test_supervised_model_beats_the_random_floor_on_generated_data(tmp_path):
+  config = load("highlight_tvsum", "smoke")
+  config.data.synthetic.num_domains = 2
+  config.data.synthetic.val_per_domain = 3
+  config.train.epochs = 100
+  config.model.input_dropout = 0.0
+  config.seeds = "0"
+  results = train.train_and_evaluate_highlight(config, tmp_path)
+  assert results["mean"] > results["random_floor"]["mean"] + 0.1, results
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("model.rank", 0, "model.rank"),
+    ("train.regime", "semi", "train.regime"),
+    ("seeds", "0,0", "seeds"),
+    ("data.modalities", "video,smell", "modalities"),
+    ("eval.cv_epochs", "999", "cv_epochs"),
+])
+def test_bad_config_values_are_input_errors(tmp_path, field, value, match):
+  config = load("highlight_tvsum", "smoke")
+  section, _, leaf = field.rpartition(".")
+  node = config if not section else config[section]
+  node[leaf] = value
+  with pytest.raises(InputError, match=match):
+    train.train_and_evaluate_highlight(config, tmp_path)
+
+
+def test_real_tvsum_reads_when_present():
+  root = data_lib.default_root()
+  if not (root / data_lib.TVSUM_SUBDIR / "tvsum_anno.json").is_file():
+    pytest.skip(f"shared TVSum features not at {root} (docs/data.md)")
+  ds = data_lib.read_tvsum(root)
+  assert len(ds.videos) == 50 and list(ds.splits) and all(len(p["train"]) == 4 for p in ds.splits.values())
+  v = ds.videos["kLxoNp-UchI"]  # one audio row more than video rows: truncated to the video's 64
+  assert v.features["audio"].shape == (64, 2048) and v.features["video"].shape == (64, 2048)
