@@ -43,8 +43,9 @@ def write_youtube(root: Path, seed: int = 0) -> dict:
   for i in range(5):
     length = 6 + i
     np.save(folder / "video_features" / f"y{i}_rgb.npy", rng.normal(size=(length, 1024)).astype(np.float32))
-    anno[f"y{i}"] = {"domain": "dog" if i < 3 else "surfing", "match": rng.choice([-1, 0, 1], size=length).tolist()}
-  anno["nofeat"] = {"domain": "dog", "match": [1, 0]}
+    anno[f"y{i}"] = {"domain": "dog" if i < 3 else "surfing", "fps": 30.0, "frames": str(50 * length + 50),
+                     "info": ["", None, [], 0, "", f"title {i}"], "clip": [[50 * k, 50 * k + 100] for k in range(length)],
+                     "match": rng.choice([-1, 0, 1], size=length).tolist()}
   (folder / "youtube_anno.json").write_text(json.dumps(anno))
   (folder / "umt_domain_splits.json").write_text(json.dumps(splits))
   return anno

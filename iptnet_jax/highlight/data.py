@@ -12,10 +12,10 @@ kLxoNp-UchI, has one audio row more). Saliency targets (`target`):
   'vote'        fraction of users whose score is above their own (lower) median: the top-5 mAP label
                 (vsumm/highlight.median_labels) averaged over users.
 
-YouTube Highlights (UMT datasets/youtube.py): <youtube>/video_features/{id}_rgb.npy (T, 1024), youtube_anno.json
-('match' per clip: 1 / 0 / -1), umt_domain_splits.json; labels = match > 0 (UMT maps -1 to 0 as well) are
-both the training target and the mAP positives. Split ids without a feature file (28 in the release) are
-skipped, as UMT's `s in self.label` filter and the missing files require.
+YouTube Highlights (UMT datasets/youtube.py), read by iptnet_jax/datasets/youtube_highlights.read_videos:
+<youtube>/video_features/{id}_rgb.npy (T, 1024), youtube_anno.json ('match' per clip: 1 / 0 / -1),
+umt_domain_splits.json; labels = match > 0 (UMT maps -1 to 0 as well) are both the training target and the
+mAP positives. Split ids without a feature file (28 in the release) are skipped.
 
 Paths: `root` is the shared data folder ('' = $IPTNET_SHARED_DATA, else ../shared/data beside the repository,
 tvsum_i3d.default_shared_dir); a missing folder or file raises HighlightDataError, one line saying where the
@@ -161,32 +161,23 @@ def read_tvsum(root: str | os.PathLike | None = None, *, modalities: Sequence[st
 
 
 def read_youtube(root: str | os.PathLike | None = None) -> Dataset:
-  """YouTube Highlights I3D RGB clips (video only) with UMT's per-domain splits (module docstring)."""
+  """YouTube Highlights I3D RGB clips (video only) with UMT's per-domain splits, through the project's reader
+  (iptnet_jax/datasets/youtube_highlights.read_videos, which skips split ids without features or annotation
+  and checks every file); labels = match > 0."""
+  from iptnet_jax.datasets import youtube_highlights
+
   folder = _require(_root(root) / YOUTUBE_SUBDIR, "YouTube Highlights feature folder")
-  anno = _load_json(folder / "youtube_anno.json", "YouTube Highlights annotation")
-  raw_splits = _load_json(folder / "umt_domain_splits.json", "YouTube Highlights split file")
   videos, splits = {}, {}
-  for domain, parts in raw_splits.items():
-    if not isinstance(parts, dict) or not {"train", "val"} <= set(parts):
-      raise HighlightDataError(f"youtube umt_domain_splits.json: domain {domain!r}: expected train and val lists")
-    splits[domain] = {}
-    for part in ("train", "val"):
-      kept = []
-      for video_id in parts[part]:
-        path = folder / "video_features" / f"{video_id}_rgb.npy"
-        if not path.is_file() or video_id not in anno:
-          continue  # the release lacks features for some split ids
-        if video_id not in videos:
-          match = np.asarray(anno[video_id]["match"], dtype=np.int64)
-          features = _load_matrix(path, "YouTube Highlights feature file", 1024)
-          length = min(len(match), features.shape[0])
-          videos[video_id] = Video(video_id, domain, {"video": features[:length]},
-                                   labels=(match[:length] > 0).astype(np.int64))
-        kept.append(video_id)
-      if not kept:
+  for item in youtube_highlights.read_videos(*youtube_highlights.default_paths(folder)):
+    videos[item.vid] = Video(item.vid, item.domain, {"video": item.load_rgb()},
+                             labels=item.highlight.astype(np.int64))
+    splits.setdefault(item.domain, {"train": [], "val": []})[item.split].append(item.vid)
+  for domain, parts in splits.items():
+    for part, ids in parts.items():
+      if not ids:
         raise HighlightDataError(f"YouTube Highlights: domain {domain!r} has no {part} video with features")
-      splits[domain][part] = tuple(kept)
-  return Dataset("youtube", videos, splits, "youtube_map")
+  return Dataset("youtube", videos, {d: {p: tuple(v) for p, v in parts.items()} for d, parts in splits.items()},
+                 "youtube_map")
 
 
 def _check_split_ids(splits, videos, where: str) -> None:
