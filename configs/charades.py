@@ -24,6 +24,11 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.init_from = ""
 
   config.data = ml_collections.ConfigDict()
+  # "charades_sta", or "youtube_highlights": UMT's YouTube Highlights, one moment per run of highlight clips with
+  # the video title as query (iptnet_jax/datasets/youtube_highlights.py); train = UMT train, test = UMT val.
+  config.data.source = "charades_sta"
+  config.data.youtube_dir = "../shared/data/features/youtube"  # youtube_anno.json, umt_domain_splits.json, ...
+  config.data.query = "title"  # YouTube Highlights query: "title", "domain" (the domain word) or "both"
   config.data.annotation_dir = "../shared/data/charades_sta"  # charades_sta_{train,test}.txt + charades.json
   # GloVe 6B 50-d restricted to the Charades-STA/TVSum vocabulary (VSLNet used 840B 300-d).
   config.data.glove_path = "../shared/data/glove/glove.6B.50d.charades_tvsum_vocab.txt"

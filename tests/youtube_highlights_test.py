@@ -391,3 +391,27 @@ def test_real_release_moment_samples():
       np.testing.assert_array_equal(sample.highlight, np.asarray(match) > 0)
   batch = next(data.batches("test", 4, shuffle=False))
   assert batch["video"].shape[2] == 1024 and np.isfinite(batch["video"]).all()
+
+
+# ------------------------------------------------------------------------------------- through the trainers
+
+@pytest.mark.slow
+def test_lm_trainer_reads_youtube_highlights_as_its_lm_data(tmp_path):
+  """config.data.source='youtube_highlights' feeds the LM trainer (and iPTNet's LM phases, same loader); the
+  source and counts are in results.json's "lm_data"."""
+  from configs import charades
+  from iptnet_jax import train
+
+  config = charades.get_config("smoke")
+  config.data.source = "youtube_highlights"
+  config.data.youtube_dir = str(tmp_path / "youtube")
+  _write(tmp_path / "youtube")
+  config.data.glove_path = str(_write_glove(tmp_path))
+  config.train.epochs = 1
+  expected = yh.load_youtube_highlights(*yh.default_paths(tmp_path / "youtube"), config.data.glove_path,
+                                        max_pos_len=config.data.max_pos_len)
+  result = train.train_and_evaluate(config, tmp_path / "run")
+  assert result["lm_data"]["source"] == "youtube_highlights" and result["lm_data"]["synthetic"] is False
+  assert result["lm_data"]["num_train_samples"] == len(expected.train) == result["num_train"]
+  assert result["num_test"] == len(expected.test)
+  assert json.loads((tmp_path / "run" / "results.json").read_text())["lm_data"] == result["lm_data"]

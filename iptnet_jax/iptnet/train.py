@@ -2,11 +2,11 @@
 
 Schedule (`schedule`): optional LM warm-up epochs (the released code runs 2), SM-only warm-up epochs, then
 collaborative rounds until the SM epoch budget (config.train.epochs) is spent; a round reads only LM data
-(Charades-STA, at most iptnet.lm_steps_per_phase batches) and then only SM data (one epoch). Non-mixing:
+(config.lm.data.source: Charades-STA or YouTube Highlights, at most iptnet.lm_steps_per_phase batches) and then only SM data (one epoch). Non-mixing:
 every batch comes from one source. After every SM epoch the SM student and the SM teacher are scored and
 the better of the two, if it beats the best so far, is kept (the released code saves whichever of the
 two improves). Model selection: the split's val_keys when present, else DSNet's convention (the best epoch
-on test), stated in the output. At the end the LM student is scored on Charades-STA test.
+on test), stated in the output. At the end the LM student is scored on the LM data's test split.
 
 Ablations (config.iptnet): propagation=False is iPTNet-P, teaching=False is iPTNet-T, use_lm=False is
 iPTNet-L (SM alone, through the same step).
@@ -99,15 +99,12 @@ class _Loaded:
     self.feature_dim = summarization.check_feature_widths(self.videos)
     self.lm_data = None
     if config.iptnet.use_lm:
-      feature_dir = lm_train.resolve_feature_dir(config.lm, workdir)
-      self.lm_data = charades_sta.load_charades_sta(
-          config.lm.data.annotation_dir, config.lm.data.glove_path, feature_dir,
-          max_pos_len=config.lm.data.max_pos_len, max_videos=config.lm.data.max_videos or None)
+      self.lm_data = lm_train.load_lm_data(config.lm, workdir)
       lm_dim = self.lm_data.feature_dim
       if lm_dim != self.feature_dim:
         # The SM runs on LM videos and the LM on SM videos (no adapter, as in the paper's code).
         raise config_defaults.ConfigError(
-            f"feature widths differ: summarization videos {self.feature_dim}, Charades features {lm_dim} "
+            f"feature widths differ: summarization videos {self.feature_dim}, LM videos {lm_dim} "
             "(config.lm.data.synthetic.dim for synthetic ones); iPTNet needs one width")
 
     # Built once: the jitted functions then compile once per shape for the whole run, not once per split.
@@ -279,12 +276,14 @@ class IPTNetTask(loop.Task):
       lm_means = {k: float(np.mean([r["lm_test"][k] for r in results])) for k in results[0]["lm_test"]}
       lm_means["train_loss"] = float(np.mean([r["lm_train_loss"] for r in results]))
       tag = f"{lm_train.SYNTHETIC_TAG} " if loaded.lm_data.synthetic else ""
-      print(f"{tag}LM student on Charades-STA test (mean over splits): "
+      title = lm_train.SOURCE_TITLES[config.lm.data.get("source", "charades_sta")]
+      print(f"{tag}LM student on {title} test (mean over splits): "
             + ", ".join(f"{k} {v:.2f}" for k, v in lm_means.items()))
     return {"method": name, "protocol": config.eval.protocol, "splits": results,
             "mean_test_score": mean("test_score"), "mean_last_test_score": mean("last_test_score"),
             "mean_random_score": mean("random_score"), "lm_test": lm_means,
             "lm_synthetic": bool(loaded.lm_data is not None and loaded.lm_data.synthetic),
+            "lm_data": lm_train.lm_data_summary(loaded.lm_data) if loaded.lm_data is not None else None,
             "synthetic": bool(synthetic)}
 
 
@@ -306,7 +305,8 @@ def train_and_evaluate_iptnet(config: ml_collections.ConfigDict, workdir: str | 
   loaded = task.loaded
   lm_note = ""
   if loaded.lm_data is not None:
-    lm_note = f"; LM data: Charades-STA, {len(loaded.lm_data.train)} queries, {loaded.lm_data.describe_features()}"
+    title = lm_train.SOURCE_TITLES[config.lm.data.get("source", "charades_sta")]
+    lm_note = f"; LM data: {title}, {len(loaded.lm_data.train)} queries, {loaded.lm_data.describe_features()}"
   print(f"{task.name} on {loaded.split_file}: {len(loaded.splits)} split(s), {len(loaded.videos)} summarization "
         f"videos{lm_note}; {jax.device_count()} device(s) ({jax.devices()[0].platform})", flush=True)
   return loop.run(task, info, config.train.checkpoint_every_steps)

@@ -49,6 +49,8 @@ DEVICE_FIELDS = ("video", "video_mask", "word_ids", "char_ids", "query_mask", "s
 MODEL_INPUTS = ("video", "video_mask", "word_ids", "char_ids", "query_mask")
 METRIC_NAMES = ("R1@0.3", "R1@0.5", "R1@0.7", "mIoU")
 SYNTHETIC_TAG = "[synthetic features]"
+LM_SOURCES = ("charades_sta", "youtube_highlights")
+SOURCE_TITLES = {"charades_sta": "Charades-STA", "youtube_highlights": "YouTube Highlights"}
 
 
 class LMConfigError(InputError):
@@ -77,6 +79,9 @@ def check_lm_config(config: ml_collections.ConfigDict, prefix: str = "") -> None
   if not prefix:
     require(config.task == "lm", "task", "'lm'")
     require(config_defaults.is_seed(config.seed), "seed", "a non-negative integer")
+  require(config.data.get("source", "charades_sta") in LM_SOURCES, "data.source", f"one of {', '.join(LM_SOURCES)}")
+  require(config.data.get("query", "title") in ("title", "domain", "both"), "data.query",
+          "'title', 'domain' or 'both'")
   require(config.data.max_pos_len >= 1, "data.max_pos_len", "a positive length")
   require(config.data.max_videos >= 0, "data.max_videos", "0 (all) or a positive count")
   for field in ("video_buckets", "query_buckets", "char_buckets"):
@@ -229,6 +234,30 @@ def load_initial_variables(path: str, variables: dict, word_vectors: np.ndarray,
   return jax.tree.map(jnp.asarray, loaded)
 
 
+def load_lm_data(config: ml_collections.ConfigDict, workdir: Path):
+  """The LM's moment samples from config.data.source, with the CharadesSTA interface (train / test samples,
+  vocabularies, batches): Charades-STA (synthetic features for its real annotations when the features are
+  absent) or YouTube Highlights (UMT's train ids as train, its val ids as test)."""
+  source = config.data.get("source", "charades_sta")
+  if source == "youtube_highlights":
+    from iptnet_jax.datasets import youtube_highlights
+
+    return youtube_highlights.load_youtube_highlights(
+        *youtube_highlights.default_paths(config.data.youtube_dir), config.data.glove_path,
+        query=config.data.query, max_pos_len=config.data.max_pos_len)
+  feature_dir = resolve_feature_dir(config, workdir)
+  return charades_sta.load_charades_sta(config.data.annotation_dir, config.data.glove_path, feature_dir,
+                                        max_pos_len=config.data.max_pos_len,
+                                        max_videos=config.data.max_videos or None)
+
+
+def lm_data_summary(dataset) -> dict:
+  """results.json's "lm_data": which data the LM trained on (source, synthetic or not, sample counts, ...)."""
+  from iptnet_jax.datasets import youtube_highlights
+
+  return youtube_highlights.lm_data_summary(dataset)
+
+
 class LMTask(loop.Task, loop.Unit):
   """VSLNet on Charades-STA: one unit (the train split's epochs), evaluated on test after every epoch."""
 
@@ -237,13 +266,11 @@ class LMTask(loop.Task, loop.Unit):
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: Path, init_path: str | None):
     self.config, self.init_path = config, init_path
-    feature_dir = resolve_feature_dir(config, workdir)
-    self.dataset = dataset = charades_sta.load_charades_sta(
-        config.data.annotation_dir, config.data.glove_path, feature_dir, max_pos_len=config.data.max_pos_len,
-        max_videos=config.data.max_videos or None)
+    self.dataset = dataset = load_lm_data(config, workdir)
+    self.source_title = SOURCE_TITLES[config.data.get("source", "charades_sta")]
     if not dataset.train or not dataset.test:
-      raise charades_sta.CharadesDataError(f"Charades-STA ({config.data.annotation_dir}): need training and test "
-                                           f"queries, got {len(dataset.train)} and {len(dataset.test)}")
+      raise charades_sta.CharadesDataError(f"{self.source_title}: need training and test queries, got "
+                                           f"{len(dataset.train)} and {len(dataset.test)}")
     self.tag = f"{SYNTHETIC_TAG} " if dataset.synthetic else ""
     self.label = f"{self.tag}LM"
     self.visual_dim = dataset.train[0].video().shape[1]
@@ -306,7 +333,8 @@ class LMTask(loop.Task, loop.Unit):
             "synthetic": dataset.synthetic, "features": dataset.describe_features(),
             "num_train": len(dataset.train), "num_test": len(dataset.test), "steps": int(state.step),
             "num_words": dataset.num_words, "word_dim": dataset.word_dim, "num_chars": dataset.num_chars,
-            "visual_dim": self.visual_dim, "checkpoint_dir": outcome.checkpoint_dir}
+            "visual_dim": self.visual_dim, "checkpoint_dir": outcome.checkpoint_dir,
+            "lm_data": lm_data_summary(dataset)}
 
   def report(self, results: list[dict]) -> dict:
     summary = results[0]
@@ -314,7 +342,7 @@ class LMTask(loop.Task, loop.Unit):
     rows = [[f"best (epoch {summary['best_epoch']}, test R1@0.7)", *(best[k] for k in METRIC_NAMES)],
             [f"last (epoch {self.config.train.epochs})", *(last[k] for k in METRIC_NAMES)],
             ["random span (expected)", *(baseline[k] for k in METRIC_NAMES)]]
-    print(f"\n{self.tag}Charades-STA test, {summary['num_test']} queries, % ({summary['features']})")
+    print(f"\n{self.tag}{self.source_title} test, {summary['num_test']} queries, % ({summary['features']})")
     print(run_log.format_table(["", *METRIC_NAMES], rows))
     return summary
 
@@ -330,7 +358,7 @@ def train_and_evaluate_lm(config: ml_collections.ConfigDict, workdir: str | Path
     task = LMTask(config, info.workdir, init_path)
     run_dir.record(info, config)
   dataset = task.dataset
-  print(f"{task.tag}LM training (VSLNet) on Charades-STA: {len(dataset.train)} train / {len(dataset.test)} test "
+  print(f"{task.tag}LM training (VSLNet) on {task.source_title}: {len(dataset.train)} train / {len(dataset.test)} test "
         f"queries, {dataset.num_words} words ({dataset.word_dim}-d GloVe), {dataset.num_chars} chars; "
         f"{dataset.describe_features()}; devices: {jax.devices()}", flush=True)
   return loop.run(task, info, config.train.get("checkpoint_every_steps", 0))
