@@ -318,3 +318,34 @@ def test_a_full_disk_stops_the_command_with_one_line_and_no_temporaries(tiny_dis
   assert lines[-1].startswith(f"error: cannot write {workdir}") and "No space left on device" in lines[-1], stderr
   assert "Traceback" not in stderr
   assert _no_temporaries(tiny_disk) == []
+
+
+class _Stream:
+  def __init__(self, tty: bool):
+    self.tty, self.text = tty, ""
+
+  def isatty(self):
+    return self.tty
+
+  def write(self, text):
+    self.text += text
+
+  def flush(self):
+    pass
+
+
+@pytest.mark.parametrize("tty", [False, True])
+def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(tty):
+  from iptnet_jax import run_log
+
+  stream = _Stream(tty)
+  progress = run_log.Progress("split 0", 3, stream)
+  progress.start_phase(1, 4)
+  for _ in range(4):
+    progress.step()
+  progress.line(1, {"loss": 1.5}, 2.0)
+  assert stream.text.endswith("split 0 epoch 1/3 loss 1.5000 (2s)\n")
+  if tty:  # tqdm's bar (count of the epoch's steps, rate, ETA), then the line in its place
+    assert "/4 [" in stream.text and "step/s" in stream.text
+  else:
+    assert stream.text == "split 0 epoch 1/3 loss 1.5000 (2s)\n"
