@@ -9,7 +9,7 @@ import ml_collections
 
 from iptnet_jax.config_defaults import ConfigError
 
-TASKS = ("sm", "lm", "iptnet")
+TASKS = ("sm", "lm", "iptnet", "highlight")
 DEFAULT_COMPILATION_CACHE = "~/.cache/iptnet_jax/jax_cache"
 
 
@@ -46,4 +46,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, o
   if config.task == "iptnet":
     from iptnet_jax.iptnet.train import train_and_evaluate_iptnet
     return train_and_evaluate_iptnet(config, workdir, overwrite)
+  if config.task == "highlight":  # the low-rank audio-visual highlight detector (Ye et al., ICCV 2021)
+    from iptnet_jax.highlight.train import train_and_evaluate_highlight
+    return train_and_evaluate_highlight(config, workdir, overwrite)
   raise ConfigError(f"config.task={config.task!r}: expected one of {', '.join(TASKS)}")
