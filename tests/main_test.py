@@ -28,7 +28,8 @@ def run_main(*args: str) -> subprocess.CompletedProcess:
      "error: --config.train.lrr: the config has no such field ('lrr' Did you mean \"lr\" instead of \"lrr\"?)"),
     (["--config=configs/demo.py:smoke", "--config.train.lr=abc"],
      "error: --config: ValueError: could not convert string to float: 'abc'"),
-    (["--config=configs/demo.py:smoke", "--config.task=foo"], "error: config.task='foo': expected one of sm, lm, iptnet, highlight"),
+    (["--config=configs/demo.py:smoke", "--config.task=foo"],
+     "error: config.task='foo': expected one of sm, lm, iptnet, highlight"),
     (["--config=configs/demo.py:smoke", "--config.seed=-5"], "error: config.seed=-5: expected a non-negative integer"),
 ])
 def test_bad_command_lines_are_one_line(tmp_path, args, expected):
