@@ -43,7 +43,7 @@ def test_smoke_run_per_config_writes_results(tmp_path, name, variant, regime):
   config = load(name, "smoke")
   if variant == "smoke_weak":
     config.train.regime = "weak"
-    config.train.num_negatives = 2
+    config.train.num_others = 2
   config.data.domains = "D0,D2"
   results = train.train_and_evaluate_highlight(config, tmp_path)
   _check_results(results, tmp_path, ["D0", "D2"], [0, 1], regime)
@@ -89,7 +89,7 @@ def test_cross_validation_never_reads_the_val_video():
 def test_training_reduces_the_loss_on_generated_data(regime):
   config = load("highlight_tvsum", "smoke")
   config.train.regime = regime
-  config.train.num_negatives = 4
+  config.train.num_others = 4 if regime == "weak" else 0
   config.train.epochs = 30
   config.train.steps_per_epoch = 2
   config.model.input_dropout = 0.0
@@ -98,7 +98,7 @@ def test_training_reduces_the_loss_on_generated_data(regime):
     config.train.optimizer, config.train.lr = "sgd", 0.1
   dataset = train.load_dataset(config)
   trainer = train.build_trainer(config)
-  negatives = train.negatives_for(dataset, "D0") if regime == "weak" else []
+  negatives = train.others_for(config, dataset, "D0")
   _, history = train.fit(trainer, config, dataset.domain_videos("D0", "train"), negatives, seed=0)
   key = "bce" if regime == "supervised" else "video_bce"
   first, last = np.mean([h[key] for h in history[:3]]), np.mean([h[key] for h in history[-3:]])
@@ -140,3 +140,30 @@ def test_real_tvsum_reads_when_present():
   assert len(ds.videos) == 50 and list(ds.splits) and all(len(p["train"]) == 4 for p in ds.splits.values())
   v = ds.videos["kLxoNp-UchI"]  # one audio row more than video rows: truncated to the video's 64
   assert v.features["audio"].shape == (64, 2048) and v.features["video"].shape == (64, 2048)
+
+
+def test_supervised_batches_with_other_domains_label_them_zero_and_weight_their_clips():
+  config = load("highlight_tvsum", "smoke")
+  config.train.num_others = 3
+  config.loss.other_weight = 0.0
+  config.loss.domain_weight = 1.0
+  config.model.input_dropout = 0.0
+  config.model.dropout = 0.0  # rows then do not depend on the rest of the batch
+  dataset = train.load_dataset(config)
+  others = train.others_for(config, dataset, "D0")
+  assert {v.domain for v in others} == {"D1", "D2"} and not set(dataset.splits["D0"]["val"]) & {v.video_id for v in others}
+  batch = train.sample_batch(config, dataset.domain_videos("D0", "train"), others, ("video", "audio"),
+                             np.random.default_rng(0))
+  np.testing.assert_array_equal(batch["video_labels"], [1, 1, 1, 1, 0, 0, 0])
+  trainer = train.build_trainer(config)
+  state = train.create_state(trainer, batch, train.jax.random.key(0))
+  _, metrics = train.loss_fn(state["params"], trainer.model, trainer.spec, batch, train.jax.random.key(1))
+  # other_weight 0: the BCE is that of the own-domain rows alone.
+  own = {k: (v[:4] if k != "features" else {m: a[:4] for m, a in v.items()}) for k, v in batch.items()}
+  _, own_metrics = train.loss_fn(state["params"], trainer.model, trainer.spec, own, train.jax.random.key(1))
+  assert "video_bce" in metrics
+  assert float(metrics["bce"]) == pytest.approx(float(own_metrics["bce"]), rel=1e-5)
+  config.loss.other_weight = 1.0
+  trainer = train.build_trainer(config)
+  _, weighted = train.loss_fn(state["params"], trainer.model, trainer.spec, batch, train.jax.random.key(1))
+  assert float(weighted["bce"]) != pytest.approx(float(own_metrics["bce"]), rel=1e-3)

@@ -39,7 +39,9 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.epochs = 200
   config.train.steps_per_epoch = 5
   config.train.batch_size = 4  # a domain's 4 train videos in every step
-  config.train.num_negatives = 0
+  # Other domains' train videos per step: the weak regime's negatives; in the supervised regime extra
+  # clip-supervised videos (weight loss.other_weight) and, with loss.domain_weight > 0, topic negatives.
+  config.train.num_others = 0
   config.train.clip_len = 60  # tau consecutive clips per video and step (Ye et al.: 60); 0 = whole videos
   config.train.optimizer = "adam"  # UMT: Adam lr 1e-3, weight decay 1e-4
   config.train.lr = 1e-3
@@ -58,6 +60,8 @@ def base_config() -> ml_collections.ConfigDict:
   config.loss.score_margin = 0.5
   config.loss.top_fraction = 0.125
   config.loss.beta = 1e-4  # the supplement's best of 1e-4 ... 1e-1
+  config.loss.other_weight = 1.0
+  config.loss.domain_weight = 0.0
 
   config.eval = ml_collections.ConfigDict()
   config.eval.val = True
@@ -78,7 +82,7 @@ def weak(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.train.lr_decay = 0.1
   config.train.epochs = 200
   config.train.steps_per_epoch = 1
-  config.train.num_negatives = 8
+  config.train.num_others = 8  # negatives: other domains' train videos
   config.train.clip_len = 60
   return config
 

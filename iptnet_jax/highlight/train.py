@@ -74,6 +74,8 @@ class LossSpec:
   score_margin: float = 0.5
   top_fraction: float = 0.125
   beta: float = 1e-4
+  other_weight: float = 1.0
+  domain_weight: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -106,8 +108,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   require(int(t.steps_per_epoch) >= 1, "train.steps_per_epoch", t.steps_per_epoch, ">= 1")
   require(int(t.batch_size) >= 1, "train.batch_size", t.batch_size, ">= 1")
   require(int(t.clip_len) >= 0, "train.clip_len", t.clip_len, ">= 0 (0: whole videos)")
-  require(t.regime != "weak" or int(t.num_negatives) >= 1, "train.num_negatives", t.num_negatives,
-          ">= 1 in the weak regime")
+  require(int(t.num_others) >= (1 if t.regime == "weak" else 0), "train.num_others", t.num_others,
+          ">= 1 in the weak regime (its negatives), >= 0 otherwise")
   require(float(t.lr) > 0, "train.lr", t.lr, "> 0")
   require(0 <= float(l.beta), "loss.beta", l.beta, ">= 0")
   require(0 < float(l.top_fraction) <= 1, "loss.top_fraction", l.top_fraction, "in (0, 1]")
@@ -131,7 +133,7 @@ def loss_spec(config) -> LossSpec:
   l = config.loss
   return LossSpec(config.train.regime, float(l.rank_weight), float(l.rank_margin), float(l.video_weight),
                   float(l.cue_weight), float(l.var_margin), float(l.score_margin), float(l.top_fraction),
-                  float(l.beta))
+                  float(l.beta), float(l.other_weight), float(l.domain_weight))
 
 
 def model_from_config(config) -> HighlightModel:
@@ -171,12 +173,18 @@ def loss_fn(params, model: HighlightModel, spec: LossSpec, batch, rng):
                     rngs={"dropout": rng})
   mask = batch["mask"]
   if spec.regime == "supervised":
-    bce = losses.clip_bce(out["clip_logits"], batch["targets"], mask)
+    # Clips of other domains' train videos (train.num_others > 0) count with weight loss.other_weight.
+    own = batch["video_labels"] > 0.5
+    weights = mask * jnp.where(own, 1.0, spec.other_weight)[:, None]
+    bce = losses.clip_bce(out["clip_logits"], batch["targets"], weights)
     terms = {"bce": bce}
     loss = bce
     if spec.rank_weight > 0:
       terms["rank"] = losses.pairwise_hinge(out["clip_logits"], batch["targets"], mask, spec.rank_margin)
       loss = loss + spec.rank_weight * terms["rank"]
+    if spec.domain_weight > 0:  # the weak regime's video-level topic label as an auxiliary task
+      terms["video_bce"] = losses.video_bce(out["video_logit"], batch["video_labels"])
+      loss = loss + spec.domain_weight * terms["video_bce"]
   else:
     labels = batch["video_labels"]
     terms = {"video_bce": losses.video_bce(out["video_logit"], labels)}
@@ -230,14 +238,14 @@ def sample_batch(config, positives: Sequence[data_lib.Video], negatives: Sequenc
   t = config.train
   chosen = _cycle(positives, int(t.batch_size), rng)
   labels = [1.0] * len(chosen)
-  if t.regime == "weak":
-    chosen += _cycle(negatives, int(t.num_negatives), rng)
-    labels += [0.0] * int(t.num_negatives)
+  if int(t.num_others) > 0:
+    chosen += _cycle(negatives, int(t.num_others), rng)
+    labels += [0.0] * int(t.num_others)
   clip_len = int(t.clip_len)
   if clip_len > 0:
     length, starts = clip_len, data_lib.random_starts(chosen, clip_len, rng)
   else:
-    pool = list(positives) + list(negatives if t.regime == "weak" else [])
+    pool = list(positives) + list(negatives if int(t.num_others) > 0 else [])
     length = data_lib.bucket_length(max(v.num_clips for v in pool), int(config.data.eval_bucket))
     starts = None
   return data_lib.make_batch(chosen, modalities, length, target=config.data.target, video_labels=labels,
@@ -249,8 +257,8 @@ def fit(trainer: Trainer, config, positives: Sequence[data_lib.Video], negatives
         ) -> tuple[dict, list[dict]]:
   """Trains a fresh model for the configured schedule; returns the last parameters and per-epoch means.
   `callback(epoch, params)` runs after each epoch in `callback_epochs` (1-based; used on train folds only)."""
-  if config.train.regime == "weak" and not negatives:
-    raise HighlightConfigError("train.regime='weak' needs negative videos (other domains' train videos)")
+  if int(config.train.num_others) > 0 and not negatives:
+    raise HighlightConfigError("train.num_others > 0 needs other domains' train videos")
   rng = np.random.default_rng(seed)
   key = jax.random.key(seed)
   init_key, step_key = jax.random.split(key)
@@ -296,14 +304,19 @@ def evaluate_scores(metric: str, scores: Mapping[str, np.ndarray], videos: Seque
 
 
 def negatives_for(dataset: data_lib.Dataset, domain: str) -> list[data_lib.Video]:
-  """Weak regime: the train videos of every other domain (Ye et al.: other topics' videos negative)."""
+  """The train videos of every other domain: the weak regime's negatives (Ye et al.: other topics' videos
+  negative), the supervised regime's extra videos when train.num_others > 0. Never a val video."""
   return [v for d in dataset.splits if d != domain for v in dataset.domain_videos(d, "train")]
+
+
+def others_for(config, dataset: data_lib.Dataset, domain: str) -> list[data_lib.Video]:
+  return negatives_for(dataset, domain) if int(config.train.num_others) > 0 else []
 
 
 def run_domain_seed(trainer: Trainer, config, dataset: data_lib.Dataset, domain: str, seed: int) -> dict:
   start = time.perf_counter()
   positives = dataset.domain_videos(domain, "train")
-  negatives = negatives_for(dataset, domain) if config.train.regime == "weak" else []
+  negatives = others_for(config, dataset, domain)
   params, history = fit(trainer, config, positives, negatives, _run_seed(seed, domain))
   val = dataset.domain_videos(domain, "val")
   scores = score_videos(trainer, params, val, int(config.data.eval_bucket))
@@ -315,7 +328,7 @@ def cross_validate(trainer: Trainer, config, dataset: data_lib.Dataset, domain: 
   """Leave-one-train-video-out on the domain's train split: the held-out video is scored by a model trained
   on the other train videos (negatives in the weak regime: the other domains' train videos, as for val)."""
   train = dataset.domain_videos(domain, "train")
-  negatives = negatives_for(dataset, domain) if config.train.regime == "weak" else []
+  negatives = others_for(config, dataset, domain)
   bucket = int(config.data.eval_bucket)
   epochs = cv_epochs(config)
   folds, at_epoch = [], {e: [] for e in epochs}
