@@ -193,6 +193,7 @@ class HarnessPiecesTest(absltest.TestCase):
       joint.parse_sources("sm_only,both")
 
 
+@pytest.mark.slow
 class TorchJointTest(absltest.TestCase):
   """The eager restatement of the released code's joint steps: each source moves the modules it trains."""
 
@@ -225,6 +226,7 @@ class TorchJointTest(absltest.TestCase):
                          f"{name}: {module} teacher")
 
 
+@pytest.mark.slow
 class SmokeRunTest(absltest.TestCase):
   """The entry command end to end at tiny sizes (numbers meaningless)."""
 

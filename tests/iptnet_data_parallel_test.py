@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+# Compiles the four-branch joint step (minutes on 2 CPU cores): the full suite only, not the fast tier.
+pytestmark = pytest.mark.slow
 
 
 def test_eight_devices_match_one_device():

@@ -9,6 +9,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+# Compiles the four-branch joint step (minutes on 2 CPU cores): the full suite only, not the fast tier.
+pytestmark = pytest.mark.slow
 
 SCRIPT = Path(__file__).with_name("multi_process_check.py")
 

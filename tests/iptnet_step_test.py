@@ -8,6 +8,9 @@ import iptnet_fixtures as fx
 from iptnet_jax.iptnet import step as step_lib
 from iptnet_jax.iptnet import teaching
 
+# Compiles the four-branch joint step (minutes on 2 CPU cores): the full suite only, not the fast tier.
+pytestmark = pytest.mark.slow
+
 
 def _changed(a, b):
   return any(not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
