@@ -167,3 +167,22 @@ def test_supervised_batches_with_other_domains_label_them_zero_and_weight_their_
   trainer = train.build_trainer(config)
   _, weighted = train.loss_fn(state["params"], trainer.model, trainer.spec, batch, train.jax.random.key(1))
   assert float(weighted["bce"]) != pytest.approx(float(own_metrics["bce"]), rel=1e-3)
+
+
+def test_cv_splits_hold_out_every_video_once():
+  assert train.cv_splits(4, 0, 1) == [[0], [1], [2], [3]]
+  assert train.cv_splits(4, 9, 1) == [[0], [1], [2], [3]]
+  parts = train.cv_splits(11, 4, 3)
+  assert len(parts) == 4 and sorted(i for p in parts for i in p) == list(range(11))
+  assert {len(p) for p in parts} <= {2, 3}
+  with pytest.raises(InputError, match="at least 2"):
+    train.cv_splits(1, 0, 0)
+
+
+def test_youtube_cross_validation_uses_k_folds_of_the_train_videos():
+  config = load("highlight_youtube", "smoke")
+  config.data.synthetic.train_per_domain = 6
+  config.eval.cv_folds = 3
+  dataset = train.load_dataset(config)
+  cv = train.cross_validate(train.build_trainer(config), config, dataset, "D1", 0)
+  assert len(cv["folds"]) == 3 and all(0 <= f <= 1 for f in cv["folds"])

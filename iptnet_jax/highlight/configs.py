@@ -65,8 +65,12 @@ def base_config() -> ml_collections.ConfigDict:
 
   config.eval = ml_collections.ConfigDict()
   config.eval.val = True
-  config.eval.cross_validate = False  # leave-one-train-video-out per domain: the selection signal
+  config.eval.cross_validate = False  # cross-validation on each domain's train videos: the selection signal
+  config.eval.cv_folds = 0  # 0: leave one train video out; k: k folds
   config.eval.cv_epochs = ""  # e.g. '50,100': cross-validation also scores the held-out video at these epochs
+  # > 0: also score the val videos every this many epochs ("val_curve"; results' "best_val_epoch_optimistic",
+  # UMT's best-epoch protocol, for comparison with the anchors only; never used for selection).
+  config.eval.val_curve_every = 0
   config.eval.random_draws = 100
   return config
 
