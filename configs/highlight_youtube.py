@@ -23,7 +23,9 @@ def get_config(variant: str = "video"):
   config.data.modalities = "video"
   config.data.video_streams = "rgb"
   config.train.batch_size = 8  # 21..68 train videos per domain: 8 per step, epoch-wise permutations
-  config.train.epochs = 100
+  # 10 epochs x 5 steps: the best of 10 / 20 / 50 / 100 epochs by 4-fold CV on the train videos (seed 0:
+  # 59.0 / 57.8 / 58.0 / 58.1).
+  config.train.epochs = 10
   config.train.steps_per_epoch = 5
   config.eval.cv_folds = 4  # 19..67 train videos per domain: 4 folds rather than one per video
   if variant == "weak":

@@ -186,3 +186,13 @@ def test_youtube_cross_validation_uses_k_folds_of_the_train_videos():
   dataset = train.load_dataset(config)
   cv = train.cross_validate(train.build_trainer(config), config, dataset, "D1", 0)
   assert len(cv["folds"]) == 3 and all(0 <= f <= 1 for f in cv["folds"])
+
+
+def test_cv_seeds_limits_cross_validation_to_the_first_seeds(tmp_path):
+  config = load("highlight_tvsum", "smoke")
+  config.data.domains = "D0"
+  config.eval.cross_validate = True
+  config.eval.cv_seeds = 1
+  results = train.train_and_evaluate_highlight(config, tmp_path)
+  assert results["cv"]["seeds"] == [0] and results["seeds"] == [0, 1]
+  assert sorted(p.name for p in (tmp_path / "runs" / "D0").iterdir()) == ["cv_seed0.json", "seed0.json", "seed1.json"]

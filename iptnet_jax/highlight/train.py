@@ -479,6 +479,8 @@ def train_and_evaluate_highlight(config: ml_collections.ConfigDict, workdir: str
   dataset = load_dataset(config)
   domains = selected_domains(config, dataset)
   seed_list = seeds(config)
+  # eval.cv_seeds > 0: cross-validate only the first that many seeds (CV costs folds x a val run).
+  cv_seed_list = seed_list[:int(config.eval.get("cv_seeds", 0))] if int(config.eval.get("cv_seeds", 0)) > 0 else seed_list
   trainer = build_trainer(config)
   verbose = bool(config.get("verbose", True))
   val, cv = {d: [] for d in domains}, {d: [] for d in domains}
@@ -492,7 +494,7 @@ def train_and_evaluate_highlight(config: ml_collections.ConfigDict, workdir: str
         val[domain].append(record["val"])
         if verbose:
           print(f"{domain} seed {seed}: val {100 * record['val']:.2f} ({record['seconds']:.0f} s)", flush=True)
-      if config.eval.cross_validate:
+      if config.eval.cross_validate and seed in cv_seed_list:
         path = root / "runs" / domain / f"cv_seed{seed}.json"
         if not path.exists():
           _write_json(path, cross_validate(trainer, config, dataset, domain, seed))
@@ -515,9 +517,10 @@ def train_and_evaluate_highlight(config: ml_collections.ConfigDict, workdir: str
       results["best_val_epoch_optimistic"] = _summary(best, seed_list)
     results["random_floor"] = random_floor(dataset, domains, int(config.eval.random_draws))
   if config.eval.cross_validate:
-    results["cv"] = _summary(cv, seed_list)
+    results["cv"] = _summary(cv, cv_seed_list)
     results["cv"]["at_epoch"] = {
         str(e): _summary({d: [json.loads((root / "runs" / d / f"cv_seed{s}.json").read_text())["cv_at_epoch"][str(e)]
-                              for s in seed_list] for d in domains}, seed_list)["mean"] for e in cv_epochs(config)}
+                              for s in cv_seed_list] for d in domains}, cv_seed_list)["mean"]
+        for e in cv_epochs(config)}
   _write_json(root / "results.json", results)
   return results
