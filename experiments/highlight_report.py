@@ -151,7 +151,8 @@ def table(rows: Sequence[str], floors_path: str | None) -> str:
   lines.append(f"| Ye et al. 2021 (published, mean only) | " + " | ".join("–" for _ in domains) +
                f" | {YE_2021[dataset if dataset in YE_2021 else 'tvsum']:.1f} |")
   if dataset == "tvsum":
-    lines.append("| SM alone (BUILD.md, best test epoch) | " + " | ".join("–" for _ in domains) + f" | {SM_TOP5:.2f} |")
+    lines.append("| SM alone (BUILD.md, best test epoch) | " + " | ".join("–" for _ in domains) +
+                 f" | {SM_TOP5:.2f} |")
   if floors_path:
     f = json.loads(Path(floors_path).read_text())
     lines.append("| random floor (100 draws) | " + " | ".join(f"{100 * f['random']['per_domain'][d]:.2f}"

@@ -39,12 +39,14 @@ def write_youtube(root: Path, seed: int = 0) -> dict:
   rng = np.random.default_rng(seed)
   folder = root / "features" / "youtube"
   (folder / "video_features").mkdir(parents=True)
-  anno, splits = {}, {"dog": {"train": ["y0", "y1", "nofeat"], "val": ["y2"]}, "surfing": {"train": ["y3"], "val": ["y4"]}}
+  anno = {}
+  splits = {"dog": {"train": ["y0", "y1", "nofeat"], "val": ["y2"]}, "surfing": {"train": ["y3"], "val": ["y4"]}}
   for i in range(5):
     length = 6 + i
     np.save(folder / "video_features" / f"y{i}_rgb.npy", rng.normal(size=(length, 1024)).astype(np.float32))
     anno[f"y{i}"] = {"domain": "dog" if i < 3 else "surfing", "fps": 30.0, "frames": str(50 * length + 50),
-                     "info": ["", None, [], 0, "", f"title {i}"], "clip": [[50 * k, 50 * k + 100] for k in range(length)],
+                     "info": ["", None, [], 0, "", f"title {i}"],
+                     "clip": [[50 * k, 50 * k + 100] for k in range(length)],
                      "match": rng.choice([-1, 0, 1], size=length).tolist()}
   (folder / "youtube_anno.json").write_text(json.dumps(anno))
   (folder / "umt_domain_splits.json").write_text(json.dumps(splits))

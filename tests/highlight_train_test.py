@@ -63,6 +63,10 @@ def test_rerun_skips_finished_runs_and_another_config_is_refused(tmp_path, monke
 
   monkeypatch.setattr(train, "fit", no_training)
   assert train.train_and_evaluate_highlight(config, tmp_path)["per_domain"] == first["per_domain"]
+  monkeypatch.undo()
+  config.seeds = "0,1"  # more seeds resume the workdir: seed 0 is kept, seed 1 trained
+  more = train.train_and_evaluate_highlight(config, tmp_path)
+  assert more["per_domain_seeds"]["D1"][0] == first["per_domain_seeds"]["D1"][0] and more["seeds"] == [0, 1]
   config.model.rank = 3
   with pytest.raises(InputError, match="another config"):
     train.train_and_evaluate_highlight(config, tmp_path)
@@ -151,7 +155,8 @@ def test_supervised_batches_with_other_domains_label_them_zero_and_weight_their_
   config.model.dropout = 0.0  # rows then do not depend on the rest of the batch
   dataset = train.load_dataset(config)
   others = train.others_for(config, dataset, "D0")
-  assert {v.domain for v in others} == {"D1", "D2"} and not set(dataset.splits["D0"]["val"]) & {v.video_id for v in others}
+  assert {v.domain for v in others} == {"D1", "D2"}
+  assert not set(dataset.splits["D0"]["val"]) & {v.video_id for v in others}
   batch = train.sample_batch(config, dataset.domain_videos("D0", "train"), others, ("video", "audio"),
                              np.random.default_rng(0))
   np.testing.assert_array_equal(batch["video_labels"], [1, 1, 1, 1, 0, 0, 0])

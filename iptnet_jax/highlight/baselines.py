@@ -57,5 +57,6 @@ def ridge_domain(dataset: data_lib.Dataset, domain: str, modalities: Sequence[st
 def ridge_floor(dataset: data_lib.Dataset, domains: Sequence[str], modalities: Sequence[str],
                 target: str = "mean_score") -> dict:
   rows = {d: ridge_domain(dataset, d, modalities, target) for d in domains}
-  return {"per_domain": {d: r["val"] for d, r in rows.items()}, "mean": float(np.mean([r["val"] for r in rows.values()])),
+  return {"per_domain": {d: r["val"] for d, r in rows.items()},
+          "mean": float(np.mean([r["val"] for r in rows.values()])),
           "lambda": {d: r["lambda"] for d, r in rows.items()}, "cv": {d: r["cv"] for d, r in rows.items()}}

@@ -9,8 +9,8 @@ Pieces (usable from any loop):
   run_domain_seed, cross_validate       -> one (domain, seed) on its val videos / on its train videos
 
 Driver: train_and_evaluate_highlight(config, workdir) -> results, also written to <workdir>/results.json:
-  {"per_domain": {d: mean over seeds}, "per_domain_std": {d: std over seeds}, "per_domain_seeds": {d: [...]},
-   "mean": mean over domains, "mean_std": std over seeds of the mean over domains, "seeds", "regime",
+  {"per_domain": {d: mean over seeds}, "per_domain_std": {d: sample std over seeds}, "per_domain_seeds":
+   {d: [...]}, "mean": mean over domains, "mean_std": sample std over seeds of the mean over domains, "seeds", "regime",
    "features", "metric", "random_floor": {...}, optionally "cv": {...}}
 Each finished (domain, seed) is kept in <workdir>/runs/<domain>/seed<k>.json; a rerun skips those (resumable).
 
@@ -435,22 +435,33 @@ def selected_domains(config, dataset: data_lib.Dataset) -> list[str]:
   return wanted
 
 
-def _config_json(config) -> str:
-  return json.dumps(json.loads(config.to_json_best_effort()), sort_keys=True)
+# Fields that do not change what a finished (domain, seed) record holds: a rerun may add seeds or domains, turn
+# cross-validation on, or cross-validate more seeds, and still resume the workdir.
+RESUMABLE_FIELDS = (("seeds",), ("verbose",), ("data", "domains"), ("eval", "cross_validate"), ("eval", "cv_seeds"))
+
+
+def _identity(config_dict: dict) -> dict:
+  out = json.loads(json.dumps(config_dict))
+  for path in RESUMABLE_FIELDS:
+    node = out
+    for key in path[:-1]:
+      node = node.get(key, {})
+    node.pop(path[-1], None)
+  return out
 
 
 def _workdir(workdir, config, overwrite: bool) -> Path:
   root = Path(workdir)
   root.mkdir(parents=True, exist_ok=True)
   saved = root / "config.json"
-  text = _config_json(config)
-  if saved.exists() and saved.read_text() != text:
+  current = json.loads(config.to_json_best_effort())
+  if saved.exists() and _identity(json.loads(saved.read_text())) != _identity(current):
     if not overwrite:
       raise HighlightConfigError(f"{root} holds a run of another config ({saved}); use another workdir or "
                                  "overwrite")
     for path in sorted(root.glob("runs/*/*.json")):
       path.unlink()
-  saved.write_text(text)
+  saved.write_text(json.dumps(current, sort_keys=True, indent=1))
   return root
 
 
@@ -461,13 +472,19 @@ def _write_json(path: Path, value) -> None:
   os.replace(tmp, path)
 
 
+def _std(values) -> float:
+  """Sample standard deviation over seeds (ddof 1); 0 for a single seed."""
+  values = np.asarray(values, np.float64)
+  return float(values.std(ddof=1)) if values.size > 1 else 0.0
+
+
 def _summary(per_seed: Mapping[str, Sequence[float]], seed_list: Sequence[int]) -> dict:
   domains = list(per_seed)
   table = np.array([per_seed[d] for d in domains])  # (domains, seeds)
   return {"per_domain": {d: float(np.mean(per_seed[d])) for d in domains},
-          "per_domain_std": {d: float(np.std(per_seed[d])) for d in domains},
+          "per_domain_std": {d: _std(per_seed[d]) for d in domains},
           "per_domain_seeds": {d: [float(x) for x in per_seed[d]] for d in domains},
-          "mean": float(table.mean()), "mean_std": float(table.mean(axis=0).std()), "seeds": list(seed_list)}
+          "mean": float(table.mean()), "mean_std": _std(table.mean(axis=0)), "seeds": list(seed_list)}
 
 
 def train_and_evaluate_highlight(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
@@ -480,7 +497,8 @@ def train_and_evaluate_highlight(config: ml_collections.ConfigDict, workdir: str
   domains = selected_domains(config, dataset)
   seed_list = seeds(config)
   # eval.cv_seeds > 0: cross-validate only the first that many seeds (CV costs folds x a val run).
-  cv_seed_list = seed_list[:int(config.eval.get("cv_seeds", 0))] if int(config.eval.get("cv_seeds", 0)) > 0 else seed_list
+  cv_count = int(config.eval.get("cv_seeds", 0))
+  cv_seed_list = seed_list[:cv_count] if cv_count > 0 else seed_list
   trainer = build_trainer(config)
   verbose = bool(config.get("verbose", True))
   val, cv = {d: [] for d in domains}, {d: [] for d in domains}
