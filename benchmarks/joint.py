@@ -17,8 +17,8 @@ time. Every shape the timed passes will meet is compiled before timing (jit's ah
 `lower(...).compile()`, timed: the compile row) and those executables run the passes, so nothing compiles
 while timing. A step is one batch of the configured batch size (1 video, 16 samples).
 
-Reference: benchmarks/torch_refs.JointTorch, one sample per step, models from tests/reference/ (its docstring
-lists what runs). Reference steps/s are samples/s (batch 1); the ratio column compares SAMPLES per second.
+Reference: benchmarks/torch_refs.JointTorch, one sample per step, models from iptnet_jax/parity/reference/ (its
+docstring lists what runs). Reference steps/s are samples/s (batch 1); the ratio column compares SAMPLES per second.
 
 `--joint-sources` picks sources; with fewer than four the step is compiled with only their branches (as the
 trainer does for runs that feed fewer sources), so its compile time is not the full step's.

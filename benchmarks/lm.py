@@ -8,8 +8,8 @@ Charades-STA (1,140 words with 300-d frozen vectors, 40 characters).
 Ours: iptnet_jax.lm.train (make_model / make_optimizer / make_train_step with configs/charades.py defaults:
 batch 16, its video/query/char buckets, AdamW + clip 1.0 + linear decay), batches from
 iptnet_jax.datasets.charades_sta.iterate_batches (host collation included in the epoch).
-Reference: tests/reference/vslnet_torch.py's VSLNet (the parity restatement, same sizes as ours) in VSLNet's eager
-loop (benchmarks/torch_refs.py: AdamW + clip 1.0 + linear decay), batches padded to the batch maxima.
+Reference: iptnet_jax/parity/reference/vslnet_torch.py's VSLNet (the parity restatement, same sizes as ours) in
+VSLNet's eager loop (benchmarks/torch_refs.py: AdamW + clip 1.0 + linear decay), batches padded to the batch maxima.
 """
 
 from __future__ import annotations

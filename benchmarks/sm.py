@@ -9,9 +9,9 @@ Ours: iptnet_jax.sm.train (make_model / make_optimizer / init_params / make_trai
 of config_defaults.sm_config: batch 1, TVSUM_BUCKETS), one epoch = iterate_batches over the shuffled videos,
 host padding included, then waiting for the last step.
 
-Reference: tests/reference/dsnet_torch.py (the parity restatement of DSNet-AF with its losses), trained as
-DSNet's loop does: one video per step, model.train(), forward, losses, zero_grad, backward, Adam(lr 5e-5,
-weight_decay 1e-5) step, losses read back with .item().
+Reference: iptnet_jax/parity/reference/dsnet_torch.py (the parity restatement of DSNet-AF with its losses),
+trained as DSNet's loop does: one video per step, model.train(), forward, losses, zero_grad, backward,
+Adam(lr 5e-5, weight_decay 1e-5) step, losses read back with .item().
 
 FLOPs: benchmarks.flops on each video's own length (no padding) = the useful work; the floor is that at the
 matmul peak measured in the same rounds (benchmarks.peak).
@@ -130,14 +130,13 @@ class OursSM:
 
 
 class TorchSM:
-  """DSNet's eager batch-1 loop over the parity restatement (tests/reference/dsnet_torch.py)."""
+  """DSNet's eager batch-1 loop over the parity restatement (iptnet_jax/parity/reference/dsnet_torch.py)."""
 
   def __init__(self, examples, seed: int = 0, lr: float = 5e-5, weight_decay: float = 1e-5):
     import torch
 
-    from iptnet_jax import parity
+    from iptnet_jax.parity.reference import dsnet_torch
 
-    dsnet_torch = parity.load_reference("dsnet_torch")
     torch.manual_seed(seed)
     self.torch, self.ref = torch, dsnet_torch
     self.model = dsnet_torch.DSNetAF(num_feature=examples[0].features.shape[1])

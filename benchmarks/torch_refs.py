@@ -1,7 +1,7 @@
-"""The eager PyTorch training loops of the speed benchmarks, around the parity restatements in tests/reference/.
+"""The eager PyTorch training loops of the speed benchmarks, around the parity restatements.
 
-The models are not restated here: they come from tests/reference/ through iptnet_jax.parity.load_reference
-(VSLNet from vslnet_torch.py, DSNet-AF from dsnet_torch.py, propagation / divergence / EMA from iptnet_torch.py).
+The models are not restated here: they are the modules of iptnet_jax.parity.reference (VSLNet from vslnet_torch,
+DSNet-AF from dsnet_torch, propagation / divergence / EMA from iptnet_torch).
 This module adds only what a timed training loop needs beyond them:
 
 LM (benchmarks/lm.py): VSLNet's loader (`collate`: pad to the batch maxima, no buckets), its optimizer
@@ -24,18 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from iptnet_jax import parity
-
-
-def vslnet_reference():
-  return parity.load_reference("vslnet_torch")
+from iptnet_jax.parity.reference import dsnet_torch, iptnet_torch, vslnet_torch
 
 
 def vslnet(config, word_vectors: np.ndarray, num_chars: int, visual_dim: int):
-  """tests/reference/vslnet_torch.VSLNet with the sizes of an LM config (configs/charades.py's `model` and
+  """vslnet_torch.VSLNet with the sizes of an LM config (configs/charades.py's `model` and
   `data.max_pos_len`; `model.position_embedding` False is the iPTNet LM), the rows 2.. of `word_vectors` frozen."""
   m = config.model
-  return vslnet_reference().VSLNet(
+  return vslnet_torch.VSLNet(
       num_chars=num_chars, word_dim=word_vectors.shape[1], char_dim=m.char_dim, visual_dim=visual_dim, dim=m.dim,
       num_heads=m.num_heads, max_pos_len=config.data.max_pos_len, drop_rate=m.drop_rate,
       glove_vectors=torch.as_tensor(word_vectors[2:], dtype=torch.float32), predictor=m.predictor,
@@ -92,7 +88,7 @@ def lm_forward(model: nn.Module, batch: dict):
 def lm_loss(model: nn.Module, batch: dict, highlight_lambda: float = 5.0):
   """(VSLNet's training loss, the highlight scores (B, Lv)) of a `collate` batch."""
   h_score, start_logits, end_logits = lm_forward(model, batch)
-  return vslnet_reference().losses(h_score, start_logits, end_logits, batch, highlight_lambda)["loss"], h_score
+  return vslnet_torch.losses(h_score, start_logits, end_logits, batch, highlight_lambda)["loss"], h_score
 
 
 def train_step(model: nn.Module, optimizer, scheduler, batch: dict, highlight_lambda: float = 5.0,
@@ -117,7 +113,7 @@ class SMWithShift(nn.Module):
 
   def __init__(self, num_feature: int, num_hidden: int, num_head: int, dropout: float):
     super().__init__()
-    self.net = parity.load_reference("dsnet_torch").DSNetAF(num_feature, num_hidden, num_head, dropout)
+    self.net = dsnet_torch.DSNetAF(num_feature, num_hidden, num_head, dropout)
     self.fc_shift = nn.Linear(num_hidden, 1)
     self.last: dict = {}
 
@@ -157,8 +153,8 @@ class JointTorch:
                teacher_keep: float, lambda_reg: float = 1.0, lambda_ctr: float = 1.0,
                highlight_lambda: float = 5.0, clip_norm: float = 1.0, radius: int = 10, alpha: float = 0.5,
                sigma: float = 4.0, variant: str = "released"):
-    self.dsnet = parity.load_reference("dsnet_torch")
-    self.iptnet = parity.load_reference("iptnet_torch")
+    self.dsnet = dsnet_torch
+    self.iptnet = iptnet_torch
     self.sm, self.lm = sm, lm
     self.sm_teacher = copy.deepcopy(sm).requires_grad_(False).eval()
     self.lm_teacher = copy.deepcopy(lm).requires_grad_(False).train()

@@ -1,6 +1,7 @@
-"""iPTNet parity with PyTorch restatements of the released code (tests/reference/iptnet_torch.py): the PM kernel and
-the divergence D in float64, the EMA teacher, and the LM phase of our joint step (Adam + clipping + EMA teachers)
-against torch Adam + clip_grad_norm_ + EMA on the VSLNet restatement (tests/reference/vslnet_torch.py).
+"""iPTNet parity with PyTorch restatements of the released code (iptnet_jax/parity/reference/iptnet_torch.py):
+the PM kernel and the divergence D in float64, the EMA teacher, and the LM phase of our joint step (Adam +
+clipping + EMA teachers) against torch Adam + clip_grad_norm_ + EMA on the VSLNet restatement
+(iptnet_jax/parity/reference/vslnet_torch.py).
 
 Skips without torch (`pip install torch==2.13.0`). Comparisons and tolerances are the ones `python -m
 iptnet_jax.parity` reports (iptnet_jax/parity/).
@@ -50,7 +51,7 @@ def test_ema_teacher_is_the_torch_ema_in_float64(torch):
 def test_ema_comparison_sees_the_swapped_convention(torch, monkeypatch):
   # optax.incremental_update(new, old, step_size) weighs `new` by step_size: passing keep instead of 1 - keep
   # (teacher <- 0.7 teacher + 0.3 student instead of 0.3 teacher + 0.7 student) must fail.
-  iptnet_torch = parity.load_reference("iptnet_torch")
+  from iptnet_jax.parity.reference import iptnet_torch
   original = iptnet_torch.ema_update
   monkeypatch.setattr(iptnet_torch, "ema_update", lambda t, s, keep: original(t, s, 1.0 - keep))
   assert not any(r.passed for r in parity.ema_update_rows())

@@ -1,5 +1,5 @@
-"""LM parity with the PyTorch restatement of VSLNet (tests/reference/vslnet_torch.py), and upstream-checkpoint
-porting for VSLNet.
+"""LM parity with the PyTorch restatement of VSLNet (iptnet_jax/parity/reference/vslnet_torch.py), and
+upstream-checkpoint porting for VSLNet.
 
 The porting checks need no torch; the parity checks skip without it (`pip install torch==2.13.0`). Comparisons
 and tolerances are the ones `python -m iptnet_jax.parity` reports (iptnet_jax/parity/); the default-size and
@@ -268,7 +268,7 @@ def test_trainer_optimizer_is_torch_adamw_not_transformers_adamw(torch, optimize
   import ml_collections
 
   from iptnet_jax.lm import train as lm_train
-  vslnet_torch = parity.load_reference("vslnet_torch")
+  from iptnet_jax.parity.reference import vslnet_torch
   rng = np.random.default_rng(0)
   params = {"w": rng.normal(size=(4, 6)).astype(np.float32), "bias": rng.normal(size=(6,)).astype(np.float32)}
   grads = {"w": (rng.normal(size=(4, 6)) * np.logspace(-5, -1, 6)).astype(np.float32),
@@ -290,7 +290,7 @@ def test_trainer_optimizer_is_torch_adamw_not_transformers_adamw(torch, optimize
 
 
 def test_transformer_predictor_has_upstreams_keys(torch):
-  vslnet_torch = parity.load_reference("vslnet_torch")
+  from iptnet_jax.parity.reference import vslnet_torch
   model = _model(predictor_type="transformer")
   torch_model = vslnet_torch.VSLNet(num_chars=9, word_dim=6, char_dim=4, visual_dim=10, dim=8, num_heads=2,
                                     max_pos_len=16, drop_rate=0.0, glove_vectors=torch.zeros(10, 6),

@@ -5,9 +5,10 @@
     python -m iptnet_jax.parity --list
 
 prints one row per compared quantity (max-abs error, relative error, tolerance, pass/fail) and exits 1
-if any row is out of tolerance (2 if PyTorch is missing). Needs the parity extra (torch==2.13.0, CPU) and
-the restatements in tests/reference/ (a source checkout). Both sides run in float32 with full-precision
-matmuls (JAX would otherwise use TF32 on recent GPUs); PyTorch runs on the CPU.
+if any row is out of tolerance (2 if PyTorch is missing). Needs the parity extra (`pip install
+'iptnet_jax[parity]'`: torch==2.13.0, CPU); the torch restatements ship in `iptnet_jax.parity.reference`, so an
+installed package runs it from any folder. Both sides run in float32 with full-precision matmuls (JAX would
+otherwise use TF32 on recent GPUs); PyTorch runs on the CPU.
 
 Conventions (docs/jax_style.md §3): weights are created by the torch model and ported into ours with
 `iptnet_jax.porting`; dropout is off (rate 0, so training steps keep train mode on both sides); forward
@@ -16,15 +17,16 @@ gradients and training trajectories by relative error ||ours - ref|| / ||ref||, 
 reporting the worst leaf.
 
 Components live in `COMPONENTS` (name -> function returning rows), added with `@register(name)`:
-  sm.forward, sm.losses, sm.sgd, sm.adam        DSNet anchor-free (tests/reference/dsnet_torch.py)
-  lm.forward, lm.losses, lm.adam_clip           VSLNet, PyTorch version (tests/reference/vslnet_torch.py): each
+  sm.forward, sm.losses, sm.sgd, sm.adam        DSNet anchor-free (reference/dsnet_torch.py)
+  lm.forward, lm.losses, lm.adam_clip           VSLNet, PyTorch version (reference/vslnet_torch.py): each
                                                 module on torch's input to it, the network end to end, loss terms
                                                 and gradients, the LM trainer's and the iPTNet LM phase's steps
   iptnet.propagation, iptnet.divergence         PM and D in float64 against the released code's loops
-                                                (tests/reference/iptnet_torch.py), gradients included
+                                                (reference/iptnet_torch.py), gradients included
   iptnet.ema                                    the EMA teacher (float64, and along the iPTNet LM phase)
-Modules: common (tolerances, Row, the registry, compare, load_reference, trajectory rows, the report and CLI),
-sm, lm and iptnet (the components above, by prefix; iptnet also holds the iPTNet LM phase of lm.adam_clip).
+Modules: common (tolerances, Row, the registry, compare, trajectory rows, the report and CLI), reference (the
+torch restatements; importing it without torch raises ImportError with the install hint), sm, lm and iptnet
+(the components above, by prefix; iptnet also holds the iPTNet LM phase of lm.adam_clip).
 LM padding: our VSLNet masks the padded steps before each depthwise conv (mask_conv_padding=True, the default);
 upstream convolves them into the last valid steps. Cases with the mask compare our padded batch with torch on
 each unpadded sample (where upstream has no padding to leak); the 'upstream padding' case turns the mask off and
@@ -33,9 +35,9 @@ gives torch the same padded batch.
 
 # The package's names, as the single-module parity.py had them (callers use `parity.X`, private names included).
 from iptnet_jax.parity.common import (ADAM_PARAM_TOL, COMPONENTS, FORWARD_LAYER_TOL, FORWARD_NETWORK_TOL, LOSS_TOL,
-                                      NOTES, SGD_PARAM_TOL, TRAJECTORY_LOSS_TOL, MissingTorchError, Row, Trajectory,
-                                      _flat, _relative, assert_all_pass, compare, format_rows, full_precision,
-                                      load_reference, main, register, run, trajectory_rows)
+                                      INSTALL_HINT, NOTES, SGD_PARAM_TOL, TRAJECTORY_LOSS_TOL, Row, Trajectory, _flat,
+                                      _relative, assert_all_pass, compare, format_rows, full_precision, main,
+                                      register, run, trajectory_rows)
 
 # Importing sm, lm, iptnet registers their components: keep this order, the report's.
 from iptnet_jax.parity.sm import (ADAM_LR, ADAM_WEIGHT_DECAY, LOSS_TERMS, SGD_LR, SM_DSNET, SM_SMALL, TRAJECTORY_STEPS,

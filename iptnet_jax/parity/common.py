@@ -1,15 +1,14 @@
 """What every parity component shares: tolerances, the Row type and the component registry, the comparison
-helpers, the torch restatement loader, training-trajectory rows, and the report (`python -m iptnet_jax.parity`)."""
+helpers, training-trajectory rows, and the report (`python -m iptnet_jax.parity`). The torch restatements
+themselves are the modules of `iptnet_jax.parity.reference`, imported where a comparison needs them."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import math
 import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import jax
 import numpy as np
@@ -26,8 +25,9 @@ SGD_PARAM_TOL = 1e-4  # relative, per-leaf parameter displacement after the run
 ADAM_PARAM_TOL = 1e-3
 
 
-class MissingTorchError(ImportError):
-  pass
+# What every torch-less path of the parity tooling says (the reference package's ImportError, the report's exit 2).
+INSTALL_HINT = ("the parity references need PyTorch: `pip install 'iptnet_jax[parity]'` (torch==2.13.0, CPU "
+                "build), or `.venv/bin/pip install -e '.[parity]'` in a source checkout")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,26 +105,6 @@ def compare(component: str, ours, ref, tol: float, criterion: str = "max-abs") -
   return Row(component, max_abs, worst_rel, tol, criterion, detail, scale)
 
 
-def load_reference(name: str):
-  """A torch restatement from tests/reference/ (loaded by file path, so no `tests` package is needed)."""
-  try:
-    import torch  # noqa: F401, PLC0415
-  except ImportError as err:
-    raise MissingTorchError("parity needs PyTorch: `.venv/bin/pip install torch==2.13.0` (CPU build) or "
-                            "`pip install -e '.[parity]'`") from err
-  module_name = f"iptnet_jax_reference_{name}"
-  if module_name in sys.modules:
-    return sys.modules[module_name]
-  path = Path(__file__).resolve().parents[2] / "tests" / "reference" / f"{name}.py"
-  if not path.is_file():
-    raise FileNotFoundError(f"{path}: the torch restatements ship with the source tree, not the package")
-  spec = importlib.util.spec_from_file_location(module_name, path)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[module_name] = module
-  spec.loader.exec_module(module)
-  return module
-
-
 # ----------------------------------------------------------------------------------------------------
 # Training trajectories (SM and LM)
 
@@ -196,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
   try:
     import torch  # noqa: PLC0415
   except ImportError:
-    print("parity needs PyTorch: `.venv/bin/pip install torch==2.13.0` (CPU build)", file=sys.stderr)
+    print(f"python -m iptnet_jax.parity: {INSTALL_HINT}", file=sys.stderr)
     return 2
   print(f"jax {jax.__version__} on {jax.devices()[0].platform}, torch {torch.__version__} on cpu; float32, "
         f"matmul precision float32 on both sides, dropout off")

@@ -1,4 +1,4 @@
-"""iPTNet parity against the released code (tests/reference/iptnet_torch.py): the LM phase of our joint step (Adam,
+"""iPTNet parity against the released code (reference/iptnet_torch.py): the LM phase of our joint step (Adam,
 clipping, the EMA teacher), propagation (PM), divergence (TM) and the EMA teacher alone."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import optax
 
 from iptnet_jax import porting
-from iptnet_jax.parity.common import ADAM_PARAM_TOL, NOTES, Row, Trajectory, compare, load_reference, register
+from iptnet_jax.parity.common import ADAM_PARAM_TOL, NOTES, Row, Trajectory, compare, register
 from iptnet_jax.parity.lm import (HIGHLIGHT_LAMBDA, LM_NOPOS, LM_TRAJECTORY_STEPS, LMCase, LMTrajectory,
                                   lm_adam_clip_rows, lm_batch, lm_leaves, lm_models, torch_lm_steps)
 from iptnet_jax.sm import model as sm_model
@@ -58,7 +58,7 @@ def torch_iptnet_lm_trajectory(case: LMCase = IPTNET_LM_CASE, steps: int = LM_TR
   import copy  # noqa: PLC0415
 
   import torch  # noqa: PLC0415
-  iptnet_torch = load_reference("iptnet_torch")
+  from iptnet_jax.parity.reference import iptnet_torch  # noqa: PLC0415 (needs torch)
   torch_model, _, variables = lm_models(case)
   teacher = copy.deepcopy(torch_model)
   optimizer = torch.optim.Adam(torch_model.parameters(), lr=IPTNET_LM["lm_lr"])
@@ -132,7 +132,7 @@ def propagation_rows(case: PropagationCase, variant: str) -> list[Row]:
   import torch  # noqa: PLC0415
 
   from iptnet_jax.iptnet import propagation  # noqa: PLC0415
-  iptnet_torch = load_reference("iptnet_torch")
+  from iptnet_jax.parity.reference import iptnet_torch  # noqa: PLC0415 (needs torch)
   x = _propagation_inputs(case)
   with jax.enable_x64(True):
     def probe(scores, features, shift):
@@ -167,7 +167,7 @@ def divergence_rows(direction: str = "target_to_student") -> list[Row]:
   import torch  # noqa: PLC0415
 
   from iptnet_jax.iptnet import teaching  # noqa: PLC0415
-  iptnet_torch = load_reference("iptnet_torch")
+  from iptnet_jax.parity.reference import iptnet_torch  # noqa: PLC0415 (needs torch)
   rng = np.random.default_rng(len(direction))
   width, real = max(DIVERGENCE_LENGTHS), len(DIVERGENCE_LENGTHS)
   lengths = DIVERGENCE_LENGTHS + (DIVERGENCE_LENGTHS[0],)
@@ -199,7 +199,7 @@ def ema_update_rows(keep: float = 0.3, steps: int = 4) -> list[Row]:
   import torch  # noqa: PLC0415
 
   from iptnet_jax.iptnet import teaching  # noqa: PLC0415
-  iptnet_torch = load_reference("iptnet_torch")
+  from iptnet_jax.parity.reference import iptnet_torch  # noqa: PLC0415 (needs torch)
   rng = np.random.default_rng(5)
   params = {"a": rng.normal(size=(3, 4)), "b": rng.normal(size=(5,))}
   moves = [{k: rng.normal(size=v.shape) for k, v in params.items()} for _ in range(steps)]

@@ -1,4 +1,4 @@
-"""LM parity: VSLNet, PyTorch version, against its torch restatement (tests/reference/vslnet_torch.py): each module
+"""LM parity: VSLNet, PyTorch version, against its torch restatement (reference/vslnet_torch.py): each module
 on torch's input to it, the network end to end, loss terms and gradients, and the LM trainer's steps."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import optax
 
 from iptnet_jax import porting
 from iptnet_jax.parity.common import (ADAM_PARAM_TOL, FORWARD_LAYER_TOL, FORWARD_NETWORK_TOL, LOSS_TOL, NOTES, Row,
-                                      Trajectory, _flat, compare, load_reference, register, trajectory_rows)
+                                      Trajectory, _flat, compare, register, trajectory_rows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +126,7 @@ def lm_model(case: LMCase):
 def lm_models(case: LMCase):
   """(torch VSLNet with dropout 0, our VSLNet with dropout 0, our variables ported from the torch state_dict)."""
   import torch  # noqa: PLC0415
-  vslnet_torch = load_reference("vslnet_torch")
+  from iptnet_jax.parity.reference import vslnet_torch  # noqa: PLC0415 (needs torch)
   glove = np.random.default_rng([case.seed, 99]).normal(size=(case.num_words - 2, case.word_dim))
   torch.manual_seed(case.seed)
   torch_model = vslnet_torch.VSLNet(
@@ -305,7 +305,7 @@ def torch_lm_losses(torch_model, batch: dict, per_sample: bool, highlight_lambda
   """The upstream loss on the real rows; per_sample: each sample's forward pass alone, outputs re-padded to the
   batch's video length (scores 0, logits -1e30 beyond each sample) before the batch loss."""
   import torch  # noqa: PLC0415
-  vslnet_torch = load_reference("vslnet_torch")
+  from iptnet_jax.parity.reference import vslnet_torch  # noqa: PLC0415 (needs torch)
   lengths = _lengths(batch)
   real = len(lengths)
   lv = batch["video_mask"].shape[1]

@@ -1,4 +1,4 @@
-"""SM parity: anchor-free DSNet against its torch restatement (tests/reference/dsnet_torch.py)."""
+"""SM parity: anchor-free DSNet against its torch restatement (reference/dsnet_torch.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import optax
 from iptnet_jax import porting
 from iptnet_jax.datasets import summarization
 from iptnet_jax.parity.common import (ADAM_PARAM_TOL, FORWARD_LAYER_TOL, FORWARD_NETWORK_TOL, LOSS_TOL, NOTES,
-                                      SGD_PARAM_TOL, Row, Trajectory, compare, load_reference, register,
+                                      SGD_PARAM_TOL, Row, Trajectory, compare, register,
                                       trajectory_rows)
 from iptnet_jax.sm import anchor_free
 from iptnet_jax.sm import model as sm_model
@@ -77,7 +77,7 @@ def sm_batch(examples, bucket: int, extra_rows: int = 1, padding_seed: int = 0) 
 def sm_models(case: SMCase):
   """(torch model in eval mode with dropout 0, our model with dropout 0, our params ported from torch)."""
   import torch  # noqa: PLC0415
-  dsnet_torch = load_reference("dsnet_torch")
+  from iptnet_jax.parity.reference import dsnet_torch  # noqa: PLC0415 (needs torch)
   torch.manual_seed(case.seed)
   torch_model = dsnet_torch.DSNetAF(case.feature_dim, case.num_hidden, case.num_heads, dropout=0.0).eval()
   model = sm_model.DSNetAF(num_hidden=case.num_hidden, num_heads=case.num_heads, attention_dim=case.feature_dim,
@@ -139,7 +139,7 @@ LOSS_TERMS = ("cls", "loc", "ctr", "total")
 def sm_loss_rows(case: SMCase) -> list[Row]:
   """Loss values and their gradients wrt every parameter: our padded-batch mean vs torch's per-video mean."""
   import torch  # noqa: PLC0415
-  dsnet_torch = load_reference("dsnet_torch")
+  from iptnet_jax.parity.reference import dsnet_torch  # noqa: PLC0415 (needs torch)
   torch_model, model, params = sm_models(case)
   examples = sm_examples(case, seed_offset=1)
   batch = sm_batch(examples, case.bucket)
@@ -185,7 +185,7 @@ def sm_jax_trajectory(case: SMCase, tx: optax.GradientTransformation, steps: int
 
 def sm_torch_trajectory(case: SMCase, make_optimizer: Callable, steps: int) -> Trajectory:
   """The same run in the torch restatement: train mode (dropout 0), one video per step."""
-  dsnet_torch = load_reference("dsnet_torch")
+  from iptnet_jax.parity.reference import dsnet_torch  # noqa: PLC0415 (needs torch)
   torch_model, _, start = sm_models(case)
   examples = sm_examples(case, seed_offset=2)
   optimizer = make_optimizer(torch_model.parameters())
