@@ -50,20 +50,22 @@ def propagate(scores: jax.Array, features: jax.Array, mask: jax.Array, shift: ja
   if radius < 0:
     raise ValueError(f"propagation radius {radius}: expected >= 0")
   valid = mask > 0
+  # Algorithm 1: the window W(i) of the s = radius steps either side of step i, clipped to the sequence.
   window_valid = _windows(valid, radius) & valid[..., None]  # (B, T, K)
+  # Algorithm 1: the cosine similarity of step i's feature with each window step's.
   similarity = jnp.where(window_valid, cosine_window(features, radius), 0.0)
   weighted = similarity * _windows(scores, radius)
-  if variant == "released":
+  if variant == "released":  # the released code's aggregation (reference_spec.md §1.2), in place of line 6
     aggregated = scores + alpha * weighted.sum(-1)
-  else:
+  else:  # Algorithm 1, line 6: importance times similarity, averaged over the window
     aggregated = weighted.sum(-1) / jnp.maximum(window_valid.sum(-1), 1)
 
-  # Gaussian weight of the offset to the window's best step; the offset is an integer, so the weight is a
-  # constant for the gradient (stop_gradient says so explicitly).
+  # Algorithm 1: Gaussian weight g(o_i) of the offset o_i to the window's best step; the offset is an
+  # integer, so the weight is a constant for the gradient (stop_gradient says so explicitly).
   neighbour_values = jnp.where(window_valid, _windows(aggregated, radius), -jnp.inf)
   offset = jnp.argmax(neighbour_values, axis=-1) - radius
   gauss = jax.lax.stop_gradient(jnp.exp(-(offset.astype(scores.dtype) ** 2) / (2.0 * sigma ** 2)))
   propagated = aggregated * gauss
-  if shift is not None:
+  if shift is not None:  # Algorithm 1's learned shift Gamma (the SM's zeta head): prop_i = p_i * g(o_i) + Gamma_i
     propagated = propagated + shift
   return jnp.where(valid, propagated, 0.0)

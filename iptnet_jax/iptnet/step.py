@@ -1,6 +1,7 @@
 """The one compiled iPTNet train step: (state, batch) -> (state, metrics), switching loss branch by data source.
 
-Sources (batch['source'], an int32 scalar), after paper §3.7 and the released code (reference_spec.md §1.4):
+Sources (batch['source'], an int32 scalar), after paper §3.7 (eq. 9-12) and the released code
+(reference_spec.md §1.4):
   SM_ONLY  SM supervised (warm-up, and iPTNet-L):   L_sum                                   SM moves
   LM_ONLY  LM supervised (LM warm-up):              L_loc, LM gradient clipped              LM moves
   LM_DATA  a Charades sample goes through both:     L_loc + L_TM_LL + L_TM_LS, LM clipped   both move
@@ -11,7 +12,9 @@ Sources (batch['source'], an int32 scalar), after paper §3.7 and the released c
            s = SM(x), prop = PM(SM(x)), prop_t = PM(SM_teacher(x)), h = LM_query_free(x)
            L_TM_SL = D(h -> prop) + D(h -> prop_t)            (the LM learns from the SM teacher's map)
            L_TM_SS = D(s_t -> s)                              (the SM student follows its teacher)
-D(a -> b) = KL(P(a) || P(b)) (teaching.divergence). Targets from students are not detached (the released
+D(a -> b) = KL(P(a) || P(b)) (teaching.divergence, eq. 4-8). Every term of a total has weight 1, as in the
+released code (reduction='sum' KLs, no coefficients); the weights inside L_sum (lambda_reg, lambda_ctr) and L_loc
+(highlight_lambda = 5) are the supervised losses' own. Targets from students are not detached (the released
 code backpropagates into them); teachers' outputs are constants. Ablations: `propagation=False` (iPTNet-P)
 uses the SM's importance s instead of PM's map; `teaching=False` (iPTNet-T) drops every teacher term.
 
@@ -131,11 +134,13 @@ def make_joint_step(sm_model: DSNetAF, lm_model: VSLNet, tx: optax.GradientTrans
     sm_batch, lm_batch = batch["sm"], batch["lm"]
 
     def sm_only_loss(params):
+      # L_sum alone (DSNet-AF: focal + lambda_reg * IoU + lambda_ctr * centerness), weight 1.
       outputs, _, _ = sm_forward(params["sm"], sm_batch["features"], sm_batch["mask"], keys[0], True)
       sup = anchor_free.anchor_free_losses(outputs, sm_batch, settings.lambda_reg, settings.lambda_ctr)["total"]
       return sup, metrics_of(total=sup, sm_supervised=sup)
 
     def lm_only_loss(params):
+      # L_loc alone (VSLNet: highlight_lambda * L_highlight + CE_start + CE_end), weight 1.
       outputs = lm_forward(params["lm"], constants, lm_batch, keys[1], True)
       sup, _ = lm_losses.vslnet_loss(outputs, lm_batch, settings.highlight_lambda)
       return sup, metrics_of(total=sup, lm_supervised=sup)
@@ -146,6 +151,8 @@ def make_joint_step(sm_model: DSNetAF, lm_model: VSLNet, tx: optax.GradientTrans
       sup, _ = lm_losses.vslnet_loss(outputs, lm_batch, settings.highlight_lambda)
       h = outputs["highlight_prob"] * video_mask
       _, _, prop = sm_forward(params["sm"], lm_batch["video"], video_mask, keys[0], True)
+      # Eq. 9-12, LM data: L_TM_LS = D(h -> prop) + D(h_t -> prop) trains the SM (through PM) on the
+      # Charades sample; L_TM_LL = D(h_t -> h) pulls the LM student toward its teacher.
       teach_sm = divergence(h, prop, video_mask, weight)
       consistency = 0.0
       if settings.teaching:
@@ -153,7 +160,7 @@ def make_joint_step(sm_model: DSNetAF, lm_model: VSLNet, tx: optax.GradientTrans
                                settings.lm_teacher_dropout)["highlight_prob"] * video_mask
         teach_sm = teach_sm + divergence(h_teacher, prop, video_mask, weight)
         consistency = divergence(h_teacher, h, video_mask, weight)
-      total = sup + teach_sm + consistency
+      total = sup + teach_sm + consistency  # L = 1 * L_loc + 1 * L_TM_LS + 1 * L_TM_LL
       return total, metrics_of(total=total, lm_supervised=sup, teach_sm=teach_sm, consistency=consistency)
 
     def sm_data_loss(params):
@@ -161,6 +168,8 @@ def make_joint_step(sm_model: DSNetAF, lm_model: VSLNet, tx: optax.GradientTrans
       outputs, importance, prop = sm_forward(params["sm"], features, mask, keys[0], True)
       sup = anchor_free.anchor_free_losses(outputs, sm_batch, settings.lambda_reg, settings.lambda_ctr)["total"]
       h = lm_query_free(params["lm"], constants, features, mask, keys[1], True)
+      # Eq. 9-12, SM data: L_TM_SL = D(h -> prop) + D(h -> prop_t) trains the LM's query-free path on the
+      # summarization video (h gets the gradient); L_TM_SS = D(s_t -> s) pulls the SM student toward its teacher.
       teach_lm = divergence(h, prop, mask, weight)
       consistency = 0.0
       if settings.teaching:
@@ -168,7 +177,7 @@ def make_joint_step(sm_model: DSNetAF, lm_model: VSLNet, tx: optax.GradientTrans
                                                          settings.sm_teacher_dropout)
         teach_lm = teach_lm + divergence(h, prop_teacher, mask, weight)
         consistency = divergence(importance_teacher, importance, mask, weight)
-      total = sup + teach_lm + consistency
+      total = sup + teach_lm + consistency  # L = 1 * L_sum + 1 * L_TM_SL + 1 * L_TM_SS
       return total, metrics_of(total=total, sm_supervised=sup, teach_lm=teach_lm, consistency=consistency)
 
     def branch(loss_fn, clip_lm):

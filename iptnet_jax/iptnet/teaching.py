@@ -2,7 +2,7 @@
 
 Teachers. `ema_teacher(keep)` is a GradientTransformation whose state *is* the teacher: initialised as a
 copy of the student (not zeros, unlike optax.ema, which averages updates), and after each step
-  teacher <- keep * teacher + (1 - keep) * (params + updates)          (paper: gamma = keep = 0.3)
+  teacher <- keep * teacher + (1 - keep) * (params + updates)          (paper eq. 3: gamma = keep = 0.3)
 It passes the updates through unchanged and must be the last element of its chain, so that
 params + updates are the new student parameters. `teacher_params(opt_state)` reads the teachers back.
 
@@ -57,6 +57,7 @@ def ema_teacher(keep: float) -> optax.GradientTransformationExtraArgs:
     if params is None:
       raise ValueError("ema_teacher needs the current params in update(updates, state, params)")
     new_student = optax.apply_updates(params, updates)
+    # Eq. 3: teacher <- gamma * teacher + (1 - gamma) * student, gamma = keep, on the student after this step.
     teacher = optax.incremental_update(new_student, state.teacher, step_size=1.0 - keep)
     if active is not True:
       teacher = jax.tree.map(lambda new, old: jnp.where(active, new, old), teacher, state.teacher)
@@ -147,6 +148,8 @@ def divergence(target: jax.Array, student: jax.Array, mask: jax.Array, example_m
   """Mean over real examples of KL(P(target) || P(student)) summed over valid steps (or the reverse)."""
   if direction not in DIRECTIONS:
     raise ValueError(f"divergence direction {direction!r}: expected one of {DIRECTIONS}")
+  # Eq. 4-8: each importance map becomes a distribution over the video's steps (softmax over time in the
+  # released code), then D = KL(P || Q) = sum_t P_t (log P_t - log Q_t), summed over time (reduction='sum').
   log_p = _log_distribution(target, mask, distribution)
   log_q = _log_distribution(student, mask, distribution)
   if direction == "student_to_target":
