@@ -26,6 +26,9 @@ def sm_config() -> ml_collections.ConfigDict:
   # An upstream DSNet-AF checkpoint to start from (iptnet_jax.porting): a .pth file for every split, a path
   # with "{split}", or an upstream model folder holding checkpoint/<split file>.<i>.pt. Needs torch.
   config.init_from = ""
+  # The unrolled threefry lowering on XLA:CPU (iptnet_jax/cpu_threefry.py: same random bits, faster dropout;
+  # no effect on GPU/TPU); False keeps jax's own lowering, e.g. if a jax upgrade moved the hook it patches.
+  config.cpu_threefry = True
 
   config.data = ml_collections.ConfigDict()
   config.data.source = "h5"  # "h5": eccv16 files in dataset_dir; "synthetic": generated into the workdir
@@ -35,6 +38,10 @@ def sm_config() -> ml_collections.ConfigDict:
   config.data.h5_renames = ""  # "old.h5=new.h5,...": read a split file's videos from other files
   config.data.splits = "all"  # or comma-separated split indices, e.g. "0,3"
   config.data.buckets = TVSUM_BUCKETS
+  # > 0: this fraction of each split's training videos becomes its validation subset (model selection without
+  # reading test; datasets/splits.carve_validation), the same videos for every seed and method of a comparison.
+  config.data.val_fraction = 0.0
+  config.data.val_seed = 0
   config.data.synthetic = ml_collections.ConfigDict(dataclasses.asdict(SyntheticSpec()))
 
   config.model = ml_collections.ConfigDict()
@@ -137,6 +144,10 @@ def check_sm_config(config: ml_collections.ConfigDict) -> None:
   buckets = tuple(config.data.buckets)
   _require(bool(buckets) and all(b > 0 for b in buckets) and all(a < b for a, b in zip(buckets, buckets[1:])),
            "data.buckets", buckets, "positive, strictly increasing lengths")
+  val_fraction = config.data.get("val_fraction", 0.0)
+  _require(0 <= val_fraction < 1, "data.val_fraction", val_fraction, "a fraction in [0, 1)")
+  _require(is_seed(config.data.get("val_seed", 0)), "data.val_seed", config.data.get("val_seed"),
+           "a non-negative integer")
   _require(config.model.num_hidden > 0, "model.num_hidden", config.model.num_hidden, "a positive width")
   _require(config.model.num_heads > 0 and config.model.attention_dim % config.model.num_heads == 0,
            "model.attention_dim", config.model.attention_dim, f"a multiple of model.num_heads={config.model.num_heads}")

@@ -81,3 +81,43 @@ def test_lm_checkpoint_start_is_refused_for_iptnet_runs(tmp_path):
   with pytest.raises(ValueError, match=r"config\.lm\.init_from=.*only task='lm'"):
     train.train_and_evaluate(config, tmp_path)
   assert not any(tmp_path.iterdir())  # refused before anything is written
+
+
+@pytest.mark.slow
+def test_validation_selection_beside_dsnet_convention_and_rank_correlation(tmp_path, monkeypatch):
+  # Synthetic videos have no per-user step scores: give each evaluated video three, so tau / rho are computed.
+  from iptnet_jax.datasets import summarization
+  import dataclasses
+  import numpy as np
+
+  load = summarization.load_split_videos
+
+  def with_user_scores(split_list):
+    videos = load(split_list)
+    rng = np.random.default_rng(0)
+    return {ref: dataclasses.replace(v, user_scores=rng.random((v.num_steps, 3)).astype(np.float32))
+            for ref, v in videos.items()}
+
+  monkeypatch.setattr(summarization, "load_split_videos", with_user_scores)
+  config = load_config("iptnet_demo", "smoke,L")
+  config.data.val_fraction = 0.5
+  result = train.train_and_evaluate(config, tmp_path)
+  rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  for split in result["splits"]:
+    mine = [r for r in rows if r["split"] == split["index"]]
+    assert split["selection"] == "val" and split["num_val_videos"] >= 1 and split["num_train_videos"] >= 1
+    # The val choice: the best val score of student / teacher over the epochs (first on ties) ...
+    models = ("student", "teacher")
+    by_val = max(((r[f"{m}_val_score"], -r["epoch"], -k) for r in mine for k, m in enumerate(models)))
+    epoch, model = -by_val[1], models[-by_val[2]]
+    chosen = next(r for r in mine if r["epoch"] == epoch)
+    assert (split["selected_epoch"], split["selected_model"]) == (epoch, model)
+    assert split["test_score"] == pytest.approx(chosen[f"{model}_test_score"])
+    assert split["test_tau"] == pytest.approx(chosen[f"{model}_test_tau"])
+    # ... and DSNet's convention beside it: the best test score over every evaluation and model.
+    assert split["dsnet_test_score"] == pytest.approx(max(r[f"{m}_test_score"] for r in mine
+                                                          for m in ("student", "teacher")))
+    assert split["dsnet_test_score"] >= split["test_score"]
+    for key in ("test_tau", "test_rho", "random_tau", "random_rho"):
+      assert -1 <= split[key] <= 1
+  assert result["mean_dsnet_test_score"] >= result["mean_test_score"]

@@ -89,3 +89,35 @@ def test_h5_renames_run_a_published_split_on_another_file(tmp_path):
   assert split.train[0].name == "tvsum_i3d.h5/video_2" and split.test[0].name == "tvsum_i3d.h5/video_5"
   with pytest.raises(splits.SplitFormatError, match="h5_renames"):
     splits.parse_h5_renames("just_a_name.h5")
+
+
+# ------------------------------------------------------------------------------------------ validation carve
+
+def _split_of(n_train, index=0):
+  ref = lambda i: splits.VideoRef(Path("/d/x.h5"), f"video_{i}")
+  return splits.Split(index, tuple(ref(i) for i in range(n_train)), (), (ref(100), ref(101)))
+
+
+@pytest.mark.parametrize("n_train,fraction,expected", [(40, 0.2, 8), (10, 0.2, 2), (3, 0.2, 1), (2, 0.9, 1)])
+def test_carved_validation_is_a_fixed_disjoint_fraction_of_train(n_train, fraction, expected):
+  split = _split_of(n_train)
+  carved = splits.carve_validation(split, fraction, seed=0)
+  assert len(carved.val) == expected and len(carved.train) == n_train - expected
+  assert set(carved.val).isdisjoint(carved.train) and set(carved.val) | set(carved.train) == set(split.train)
+  assert carved.test == split.test
+  # Fixed: the same subset whatever the order of the split file, different for another seed or split.
+  shuffled = splits.Split(0, tuple(reversed(split.train)), (), split.test)
+  assert set(splits.carve_validation(shuffled, fraction, seed=0).val) == set(carved.val)
+  if n_train >= 10:
+    assert set(splits.carve_validation(split, fraction, seed=1).val) != set(carved.val)
+    other = splits.carve_validation(_split_of(n_train, index=1), fraction, seed=0)
+    assert {r.video_key for r in other.val} != {r.video_key for r in carved.val}
+
+
+def test_carving_refuses_a_split_with_val_keys_or_one_training_video():
+  assert splits.carve_validation(_split_of(5), 0.0, seed=0) == _split_of(5)
+  with_val = splits.Split(0, _split_of(5).train, _split_of(1).train, ())
+  with pytest.raises(splits.SplitFormatError, match="already has val_keys"):
+    splits.carve_validation(with_val, 0.2, seed=0)
+  with pytest.raises(splits.SplitFormatError, match="at least 2"):
+    splits.carve_validation(_split_of(1), 0.2, seed=0)

@@ -25,6 +25,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from iptnet_jax.errors import InputError
@@ -171,3 +172,27 @@ def load_splits(split_path: str | os.PathLike, dataset_dir: str | os.PathLike, d
                                f"{sorted(r.name for r in overlap)[:3]} ({len(overlap)} in all)")
     splits.append(Split(index, lists["train_keys"], lists["val_keys"], lists["test_keys"]))
   return splits
+
+
+def carve_validation(split: Split, fraction: float, seed: int) -> Split:
+  """The split with a validation subset of `fraction` of its training videos moved out of training.
+
+  Model selection on the test videos (DSNet's convention) is optimistic; a validation subset carved from the
+  training videos gives a selection that never reads test. The subset depends only on (seed, split index,
+  the training videos), not on the run's seed or method, so every method of a comparison is selected on the
+  same videos and trained on the same others. At least one video goes to each side.
+  """
+  if fraction <= 0:
+    return split
+  if split.val:
+    raise SplitFormatError(f"split {split.index} already has val_keys ({len(split.val)} videos); "
+                           "config.data.val_fraction must be 0 for such split files")
+  if len(split.train) < 2:
+    raise SplitFormatError(f"split {split.index}: {len(split.train)} training video(s); carving a validation "
+                           "subset needs at least 2")
+  count = min(max(1, round(fraction * len(split.train))), len(split.train) - 1)
+  order = sorted(split.train)  # independent of the split file's order
+  chosen = np.random.default_rng([seed, split.index]).choice(len(order), size=count, replace=False)
+  val = {order[i] for i in chosen}
+  return Split(split.index, tuple(r for r in split.train if r not in val), tuple(r for r in order if r in val),
+               split.test)

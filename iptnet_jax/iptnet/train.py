@@ -23,16 +23,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from iptnet_jax import config_defaults, loop, run_dir, run_log
+from iptnet_jax import config_defaults, loop, run_dir, run_log, run_models
 from iptnet_jax.datasets import charades_sta, summarization
 from iptnet_jax.datasets import splits as splits_lib
 from iptnet_jax.iptnet import batches, teaching
 from iptnet_jax.iptnet import step as step_lib
+from iptnet_jax.lm import highlight_map
 from iptnet_jax.lm import train as lm_train
 from iptnet_jax.lm.model import init_variables
 from iptnet_jax.sm import inference
 from iptnet_jax.sm import model as sm_model
 from iptnet_jax.sm import train as sm_train
+from iptnet_jax.vsumm import rank_correlation
 
 
 def schedule(epochs: int, sm_warmup_epochs: int, lm_warmup_epochs: int, use_lm: bool, joint: bool = True
@@ -84,6 +86,21 @@ class SplitResult:
   lm_test: dict | None
   lm_train_loss: float | None  # mean LM supervised loss of the last LM phase
   checkpoint_dir: str
+  # Kendall's tau / Spearman's rho (Otani et al. 2019) of the selected model's step importance on test
+  test_tau: float = float("nan")
+  test_rho: float = float("nan")
+  # DSNet's convention (the best epoch and model on test), reported beside the selection above
+  dsnet_test_score: float = float("nan")
+  dsnet_epoch: int = 0
+  dsnet_model: str = "student"
+  dsnet_test_tau: float = float("nan")
+  dsnet_test_rho: float = float("nan")
+  random_tau: float = float("nan")  # uniform random step scores on the same test videos
+  random_rho: float = float("nan")
+  num_train_videos: int = 0
+  num_val_videos: int = 0
+  num_test_videos: int = 0
+  lm_highlight: dict | None = None  # YouTube Highlights LM data: UMT's per-domain mAP of the LM's highlight scores
 
 
 class _Loaded:
@@ -93,8 +110,8 @@ class _Loaded:
     dataset_dir, self.split_file = sm_train.resolve_data(config, workdir)
     all_splits = splits_lib.load_splits(self.split_file, dataset_dir, config.data.default_h5 or None,
                                         splits_lib.parse_h5_renames(config.data.h5_renames))
-    self.splits = [all_splits[i] for i in
-                   config_defaults.parse_split_selection(config.data.splits, len(all_splits))]
+    self.splits = [splits_lib.carve_validation(all_splits[i], config.data.val_fraction, config.data.val_seed)
+                   for i in config_defaults.parse_split_selection(config.data.splits, len(all_splits))]
     self.videos = summarization.load_split_videos(self.splits)
     self.feature_dim = summarization.check_feature_widths(self.videos)
     self.lm_data = None
@@ -123,6 +140,10 @@ class _Loaded:
     self.predict_fn = inference.make_predict_fn(self.sm)
     self.buckets = tuple(config.data.buckets)
     self.lm_predict_fn = lm_train.make_predict_fn(self.lm) if self.lm_data is not None else None
+    # YouTube Highlights as LM data: the LM is also scored as a highlight detector (UMT's per-domain mAP)
+    self.lm_highlight_fn = (highlight_map.make_highlight_fn(self.lm)
+                            if self.lm_data is not None and getattr(self.lm_data, "source", "") == "youtube_highlights"
+                            else None)
     lm_data_config = config.lm.data
     self.standin_shapes = batches.StandinShapes(
         sm_length=min(config.data.buckets), lm_video_length=min(lm_data_config.video_buckets),
@@ -159,6 +180,9 @@ class _Split(loop.Unit):
     self.loss_prefix = "loss_"
     self.selection = "val" if self.val_videos else "test (DSNet convention)"
     self.constants = None
+    # (users, steps) per test video, for Kendall's tau / Spearman's rho; None when a video has no user scores
+    self.rank_scores = ({v.name: v.user_scores.T for v in self.test_videos}
+                        if all(v.user_scores is not None for v in self.test_videos) else None)
 
   def init_state(self) -> step_lib.JointState:
     loaded = self.loaded
@@ -201,10 +225,12 @@ class _Split(loop.Unit):
   def train_step(self, state, batch):
     return self.loaded.joint_step(state, self.constants, step_lib.shard_batch(batch, self.loaded.mesh))
 
-  def _score(self, params_sm, videos) -> float:
+  def _predict(self, params_sm, videos) -> dict:
+    return inference.predict_videos(self.loaded.predict_fn, params_sm, videos, self.config.eval.batch_size,
+                                    self.loaded.buckets)
+
+  def _score(self, videos, preds) -> float:
     config = self.config
-    preds = inference.predict_videos(self.loaded.predict_fn, params_sm, videos, config.eval.batch_size,
-                                     self.loaded.buckets)
     return inference.split_score(videos, preds, protocol=config.eval.protocol, nms_thresh=config.eval.nms_thresh,
                                  proportion=config.eval.proportion, metric=config.eval.metric)
 
@@ -213,9 +239,14 @@ class _Split(loop.Unit):
     models = {"student": state.params["sm"], "teacher": teaching.teacher_params(state.opt_state)["sm"]}
     metrics, candidates = {}, {}
     for name, params_sm in models.items():
-      test_score = self._score(params_sm, self.test_videos)
-      val_score = self._score(params_sm, self.val_videos) if self.val_videos else None
+      test_preds = self._predict(params_sm, self.test_videos)
+      test_score = self._score(self.test_videos, test_preds)
+      val_score = self._score(self.val_videos, self._predict(params_sm, self.val_videos)) if self.val_videos else None
       metrics[f"{name}_test_score"], metrics[f"{name}_val_score"] = test_score, val_score
+      if self.rank_scores is not None:  # Otani et al.: the step importance ranked against each user's scores
+        correlation = rank_correlation.dataset_rank_correlation(
+            {v.name: test_preds[v.name]["cls_prob"] for v in self.test_videos}, self.rank_scores)
+        metrics[f"{name}_test_tau"], metrics[f"{name}_test_rho"] = correlation.kendall_tau, correlation.spearman_rho
       candidates[name] = (val_score if val_score is not None else test_score, lambda p=params_sm: p)
     shown = {"source": phase.source, "loss": losses["loss_total"], "student": metrics["student_test_score"] * 100,
              "teacher": metrics["teacher_test_score"] * 100}
@@ -229,18 +260,42 @@ class _Split(loop.Unit):
                                   loaded.lm_data, "test", config.lm)
       last_lm = next(s for s in reversed(self.phases) if s.source in ("lm_only", "lm_data"))
       lm_train_loss = outcome.phase_losses[last_lm.source]["loss_lm_supervised"]
+      # The LM student these metrics score, beside the split's SM checkpoint, for summarize / localize / export.
+      run_models.save_lm_student(outcome.checkpoint_dir, {"params": state.params["lm"], "constants": self.constants},
+                                 {"epoch": self.total_epochs, "steps": int(state.step), "model": "student", **lm_test})
+    lm_highlight = None
+    if loaded.lm_highlight_fn is not None:
+      lm_highlight = highlight_map.youtube_domain_map(
+          loaded.lm_highlight_fn, {"params": state.params["lm"], "constants": self.constants}, loaded.lm_data,
+          "test", lm_train.batch_options(config.lm), config.lm.eval.batch_size)
     floor, _ = (inference.random_floor(self.test_videos, num_seeds=config.eval.random_seeds,
                                        metric=config.eval.metric, protocol=config.eval.protocol, seed=config.seed)
                 if config.eval.random_seeds else (float("nan"), float("nan")))
     best = outcome.best
+    nan = float("nan")
     if best is None:  # the LM-alone schedule never scores the SM
-      epoch, model, test, val, last = 0, "student", float("nan"), None, float("nan")
+      epoch, model, test, val, last = 0, "student", nan, None, nan
+      at_best = {}
     else:
       model = best["candidate"]
       epoch, test, val = best["epoch"], best["metrics"][f"{model}_test_score"], best["metrics"][f"{model}_val_score"]
       last = outcome.last["student_test_score"]
-    return dataclasses.asdict(SplitResult(self.split.index, epoch, model, self.selection, test, val, last, floor,
-                                          lm_test, lm_train_loss, outcome.checkpoint_dir))
+      at_best = best["metrics"]
+    # DSNet's convention beside the selection above: the best test score over every evaluation and both models
+    # (optimistic: it selects on test); the same as the selection when the split has no validation videos.
+    dsnet = max(((e["metrics"][f"{m}_test_score"], e["epoch"], m) for e in outcome.evaluations
+                 for m in ("student", "teacher")), key=lambda t: t[0], default=(nan, 0, "student"))
+    at_dsnet = next((e["metrics"] for e in outcome.evaluations if e["epoch"] == dsnet[1]), {})
+    rank_floor = (rank_correlation.random_rank_correlation(self.rank_scores, config.seed, trials=config.eval.random_seeds)
+                  if self.rank_scores is not None and config.eval.random_seeds else {})
+    return dataclasses.asdict(SplitResult(
+        self.split.index, epoch, model, self.selection, test, val, last, floor, lm_test, lm_train_loss,
+        outcome.checkpoint_dir, test_tau=at_best.get(f"{model}_test_tau", nan),
+        test_rho=at_best.get(f"{model}_test_rho", nan), dsnet_test_score=dsnet[0], dsnet_epoch=dsnet[1],
+        dsnet_model=dsnet[2], dsnet_test_tau=at_dsnet.get(f"{dsnet[2]}_test_tau", nan),
+        dsnet_test_rho=at_dsnet.get(f"{dsnet[2]}_test_rho", nan), random_tau=rank_floor.get("kendall_tau", nan),
+        random_rho=rank_floor.get("spearman_rho", nan), num_train_videos=len(self.train_videos),
+        num_val_videos=len(self.val_videos), num_test_videos=len(self.test_videos), lm_highlight=lm_highlight))
 
 
 class IPTNetTask(loop.Task):
@@ -259,16 +314,20 @@ class IPTNetTask(loop.Task):
   def report(self, results: list[dict]) -> dict:
     config, loaded, name = self.config, self.loaded, self.name
     label = "F1" if config.eval.protocol == "fscore" else "top-5 mAP"
-    rows = [[r["index"], r["selected_epoch"], r["selected_model"], r["selection"], r["test_score"] * 100,
-             r["last_test_score"] * 100, r["random_score"] * 100] for r in results]
+    keys = ("test_score", "dsnet_test_score", "last_test_score", "random_score", "test_tau", "test_rho",
+            "random_tau", "random_rho")
+    scale = {k: 100 if k.endswith("score") else 1 for k in keys}
+    rows = [[r["index"], r["selected_epoch"], r["selected_model"], r["selection"],
+             *(r[k] * scale[k] for k in keys)] for r in results]
     mean = lambda key: float(np.mean([r[key] for r in results]))
-    rows.append(["mean", "", "", "", mean("test_score") * 100, mean("last_test_score") * 100,
-                 mean("random_score") * 100])
+    rows.append(["mean", "", "", "", *(mean(k) * scale[k] for k in keys)])
     synthetic = " [synthetic summarization data]" if config.data.source == "synthetic" else ""
     if config.iptnet.joint:
-      print(f"\n{name}: {label} (%) per split{synthetic}")
+      print(f"\n{name}: {label} (%) per split{synthetic}; 'DSNet conv.' = best epoch and model on test "
+            "(optimistic); tau / rho: Kendall / Spearman of the step importance with the users (Otani et al.)")
       print(run_log.format_table(["split", "epoch", "model", "selected on", f"test {label}",
-                                  f"last-epoch {label}", f"random {label}"], rows))
+                                  f"DSNet conv. {label}", f"last-epoch {label}", f"random {label}", "tau", "rho",
+                                  "random tau", "random rho"], rows))
     else:  # the LM-alone schedule never trains or scores the SM
       print(f"\n{name}: the SM is not trained; LM results only")
     lm_means = None
@@ -279,9 +338,20 @@ class IPTNetTask(loop.Task):
       title = lm_train.SOURCE_TITLES[config.lm.data.get("source", "charades_sta")]
       print(f"{tag}LM student on {title} test (mean over splits): "
             + ", ".join(f"{k} {v:.2f}" for k, v in lm_means.items()))
+    lm_highlight = None
+    if results and results[0].get("lm_highlight"):
+      domains = results[0]["lm_highlight"]["per_domain"]
+      lm_highlight = {"per_domain": {d: float(np.mean([r["lm_highlight"]["per_domain"][d] for r in results]))
+                                     for d in domains}}
+      lm_highlight["mean"] = float(np.mean(list(lm_highlight["per_domain"].values())))
+      print("LM student as a highlight detector on YouTube Highlights val (UMT mAP %, mean over splits): "
+            + ", ".join(f"{d} {v * 100:.2f}" for d, v in lm_highlight["per_domain"].items())
+            + f"; mean {lm_highlight['mean'] * 100:.2f}")
     return {"method": name, "protocol": config.eval.protocol, "splits": results,
             "mean_test_score": mean("test_score"), "mean_last_test_score": mean("last_test_score"),
-            "mean_random_score": mean("random_score"), "lm_test": lm_means,
+            "mean_random_score": mean("random_score"), "mean_dsnet_test_score": mean("dsnet_test_score"),
+            **{f"mean_{k}": mean(k) for k in ("test_tau", "test_rho", "random_tau", "random_rho")},
+            "lm_test": lm_means, "lm_highlight": lm_highlight,
             "lm_synthetic": bool(loaded.lm_data is not None and loaded.lm_data.synthetic),
             "lm_data": lm_train.lm_data_summary(loaded.lm_data) if loaded.lm_data is not None else None,
             "synthetic": bool(synthetic)}

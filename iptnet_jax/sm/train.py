@@ -178,8 +178,8 @@ class SMTask(loop.Task):
     dataset_dir, self.split_file = resolve_data(config, workdir)
     all_splits = splits_lib.load_splits(self.split_file, dataset_dir, config.data.default_h5 or None,
                                         splits_lib.parse_h5_renames(config.data.h5_renames))
-    self.splits = [all_splits[i] for i in
-                   config_defaults.parse_split_selection(config.data.splits, len(all_splits))]
+    self.splits = [splits_lib.carve_validation(all_splits[i], config.data.val_fraction, config.data.val_seed)
+                   for i in config_defaults.parse_split_selection(config.data.splits, len(all_splits))]
     self.videos = summarization.load_split_videos(self.splits)  # every input is checked before training
     self.feature_dim = summarization.check_feature_widths(self.videos)
     self.units = [_Split(self, split) for split in self.splits]
