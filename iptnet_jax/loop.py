@@ -80,6 +80,9 @@ class Outcome:
   last: dict | None  # the last evaluation's metrics
   phase_losses: dict[str, dict]  # the mean losses of the last phase of each source ("train" for plain epochs)
   checkpoint_dir: str
+  # every evaluation in order, {"epoch", "metrics"}: for a second selection rule reported beside the first
+  # (e.g. DSNet's best epoch on test beside the validation choice)
+  evaluations: list[dict] = dataclasses.field(default_factory=list)
 
 
 class Unit:
@@ -219,12 +222,12 @@ class _UnitRun:
     state = unit.init_state()
     rng = unit.data_rng()
     best_checkpoint = checkpoint.BestCheckpoint(self.best_dir)
-    tracker = {"best": None, "last": None, "phase_losses": {}}
+    tracker = {"best": None, "last": None, "phase_losses": {}, "evaluations": []}
     start_phase, skip, history = 0, 0, []
     if resume is not None:
       state = self.states.restore_state(state)
       rng.bit_generator.state = resume["rng"]
-      tracker = {k: resume[k] for k in tracker}
+      tracker = {k: resume.get(k, v) for k, v in tracker.items()}  # "evaluations": absent in older records
       start_phase, skip, history = resume["phase"], resume["step_in_phase"], resume["history"]
       self.last_save = "the state this run resumed from"
       # A best checkpoint saved after the record (the run died in between) is saved again on the way.
@@ -272,6 +275,7 @@ class _UnitRun:
           evaluation = unit.evaluate(state, phase, losses)
           self._select(evaluation, phase, tracker, best_checkpoint)
           tracker["last"] = evaluation.metrics
+          tracker["evaluations"].append({"epoch": phase.epoch, "metrics": evaluation.metrics})
           row.update(evaluation.metrics)
           shown = evaluation.shown
         row.update(train_seconds=train_seconds, eval_seconds=time.perf_counter() - start - train_seconds)
@@ -286,7 +290,8 @@ class _UnitRun:
       progress.end_phase()
       tb.close()
       best_checkpoint.close()
-    outcome = Outcome(tracker["best"], tracker["last"], tracker["phase_losses"], str(best_checkpoint.directory))
+    outcome = Outcome(tracker["best"], tracker["last"], tracker["phase_losses"], str(best_checkpoint.directory),
+                      tracker["evaluations"])
     return unit.finish(state, outcome)
 
   def _select(self, evaluation: Evaluation, phase: Phase, tracker: dict, best_checkpoint) -> None:
