@@ -195,6 +195,16 @@ class BestCheckpoint(_Folder):
         params=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()))
     return restored.params, restored.metadata
 
+  def restore_saved(self) -> tuple[object, dict]:
+    """(params, metadata) with the structure, shapes and dtypes they were saved with (host numpy arrays): for
+    readers of a finished run (summarize, localize, export) that do not know the feature width in advance."""
+    step = self._manager.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+    restored = self._manager.restore(step, args=ocp.args.Composite(
+        params=ocp.args.StandardRestore(), metadata=ocp.args.JsonRestore()))
+    return restored.params, restored.metadata
+
 
 class StateCheckpoint(_Folder):
   """The latest training state and the loop's record; each save replaces the previous one."""
