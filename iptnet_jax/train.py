@@ -28,8 +28,10 @@ def enable_compilation_cache(folder: str | None = None) -> str | None:
   return folder
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, overwrite: bool = False) -> dict:
-  """Runs the trainer that `config.task` names in `workdir` and returns its results.
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, overwrite: bool = False,
+                       plots: bool = True) -> dict:
+  """Runs the trainer that `config.task` names in `workdir` and returns its results; with `plots`, then writes
+  the run's PNGs (`iptnet_jax.plots.after_training`).
 
   The workdir belongs to one run (`iptnet_jax.run_dir`): rerunning the same config resumes it where it stopped
   (`iptnet_jax.loop`), another config is refused unless `overwrite`, which clears the workdir first.
@@ -38,15 +40,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, o
 
   cpu_threefry.use_unrolled_threefry_on_cpu()  # same random bits, faster dropout on CPU (its docstring)
   if config.task == "sm":
-    from iptnet_jax.sm.train import train_and_evaluate_sm
-    return train_and_evaluate_sm(config, workdir, overwrite)
-  if config.task == "lm":
-    from iptnet_jax.lm.train import train_and_evaluate_lm
-    return train_and_evaluate_lm(config, workdir, overwrite)
-  if config.task == "iptnet":
-    from iptnet_jax.iptnet.train import train_and_evaluate_iptnet
-    return train_and_evaluate_iptnet(config, workdir, overwrite)
-  if config.task == "highlight":  # the low-rank audio-visual highlight detector (Ye et al., ICCV 2021)
-    from iptnet_jax.highlight.train import train_and_evaluate_highlight
-    return train_and_evaluate_highlight(config, workdir, overwrite)
-  raise ConfigError(f"config.task={config.task!r}: expected one of {', '.join(TASKS)}")
+    from iptnet_jax.sm.train import train_and_evaluate_sm as trainer
+  elif config.task == "lm":
+    from iptnet_jax.lm.train import train_and_evaluate_lm as trainer
+  elif config.task == "iptnet":
+    from iptnet_jax.iptnet.train import train_and_evaluate_iptnet as trainer
+  elif config.task == "highlight":  # the low-rank audio-visual highlight detector (Ye et al., ICCV 2021)
+    from iptnet_jax.highlight.train import train_and_evaluate_highlight as trainer
+  else:
+    raise ConfigError(f"config.task={config.task!r}: expected one of {', '.join(TASKS)}")
+  results = trainer(config, workdir, overwrite)
+  if plots and config.task != "highlight":
+    import jax
+
+    if jax.process_index() == 0:  # one process writes files, as the metric rows
+      from iptnet_jax import plots as plots_lib
+
+      # PNGs of the training curves and of three test videos' importance maps per split, in <workdir>/plots;
+      # a failure there is one warning line (results.json is already written).
+      plots_lib.after_training(workdir)
+  return results

@@ -330,14 +330,17 @@ class IPTNetTask(loop.Task):
                                   "random tau", "random rho"], rows))
     else:  # the LM-alone schedule never trains or scores the SM
       print(f"\n{name}: the SM is not trained; LM results only")
-    lm_means = None
+    lm_means = lm_random = None
     if loaded.lm_data is not None:
       lm_means = {k: float(np.mean([r["lm_test"][k] for r in results])) for k in results[0]["lm_test"]}
       lm_means["train_loss"] = float(np.mean([r["lm_train_loss"] for r in results]))
+      lm_random = lm_train.random_baseline(loaded.lm_data.test)  # the LM's floor, as the LM trainer's table has
       tag = f"{lm_train.SYNTHETIC_TAG} " if loaded.lm_data.synthetic else ""
       title = lm_train.SOURCE_TITLES[config.lm.data.get("source", "charades_sta")]
       print(f"{tag}LM student on {title} test (mean over splits): "
             + ", ".join(f"{k} {v:.2f}" for k, v in lm_means.items()))
+      print(f"{tag}random span (expected) on the same {len(loaded.lm_data.test)} test queries: "
+            + ", ".join(f"{k} {lm_random[k]:.2f}" for k in lm_train.METRIC_NAMES))
     lm_highlight = None
     if results and results[0].get("lm_highlight"):
       domains = results[0]["lm_highlight"]["per_domain"]
@@ -351,7 +354,7 @@ class IPTNetTask(loop.Task):
             "mean_test_score": mean("test_score"), "mean_last_test_score": mean("last_test_score"),
             "mean_random_score": mean("random_score"), "mean_dsnet_test_score": mean("dsnet_test_score"),
             **{f"mean_{k}": mean(k) for k in ("test_tau", "test_rho", "random_tau", "random_rho")},
-            "lm_test": lm_means, "lm_highlight": lm_highlight,
+            "lm_test": lm_means, "lm_random": lm_random, "lm_highlight": lm_highlight,
             "lm_synthetic": bool(loaded.lm_data is not None and loaded.lm_data.synthetic),
             "lm_data": lm_train.lm_data_summary(loaded.lm_data) if loaded.lm_data is not None else None,
             "synthetic": bool(synthetic)}
