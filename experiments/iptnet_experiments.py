@@ -1,11 +1,32 @@
-"""iPTNet vs its ablations (one table), and the LM with vs without joint training (paper Fig. 5).
+"""Cross-task transfer, measured: iPTNet vs its ablations over splits x seeds, paired, with a negative control.
 
-  .venv/bin/python experiments/iptnet_experiments.py --config=configs/iptnet_demo.py --workdir=/tmp/ablations
-  .venv/bin/python experiments/iptnet_experiments.py --config=configs/tvsum_i3d_iptnet.py --workdir=/tmp/i3d \
-      --splits=0,1 --epochs=12 --set=data.buckets="(320,)"
-Each method is a variant of the config (iptnet, P, T, L; lm_alone for Fig. 5) trained with the same seed,
-data and budget through `train_and_evaluate`; results land in <workdir>/<method>/ and the tables are printed
-and written to <workdir>/experiments.json. --base_variants passes extra variants (e.g. smoke) to every run.
+The paper's claim: samples of an abundant, differently annotated task (moment localization) make a data-scarce
+summarizer better. This runs every (LM data, method, seed) of the protocol through `train_and_evaluate`, each
+in its own workdir, and tabulates them:
+
+  .venv/bin/python experiments/iptnet_experiments.py --workdir=/tmp/transfer          # the protocol below
+  .venv/bin/python experiments/iptnet_experiments.py --workdir=/tmp/transfer --report_only   # tables so far
+  .venv/bin/python experiments/iptnet_experiments.py --config=configs/iptnet_demo.py --base_variants=smoke \\
+      --lm_data=default --seeds=0 --workdir=/tmp/demo_transfer                       # synthetic, minutes
+
+Protocol (defaults; configs/tvsum_i3d_iptnet.py, variant `protocol`): SM on TVSum-I3D rgb over DSNet's 5 splits;
+12 SM epochs (2 SM-only warm-up); model selection on a validation subset of 20 % of each split's training videos
+(fixed per split: the same videos for every method and seed), reported beside DSNet's convention (best epoch on
+test, optimistic); F1, Kendall's tau and Spearman's rho of the step importance (Otani et al. 2019), and the
+random floor of each on the same test videos and shots.
+  * LM data `youtube`: YouTube Highlights (real I3D features of the same extractor; UMT's train ids), the
+    transfer under test; `charades`: Charades-STA with SYNTHETIC features (no real ones here), the negative
+    control: its features carry nothing about real videos, so a "gain" there is noise or tuning.
+  * methods: iPTNet and iPTNet-L (SM alone through the same step; reads no LM data, so one set of -L runs
+    serves both LM data) with every seed; iPTNet-P and iPTNet-T with the first seed; `lm_alone` (paper Fig. 5's
+    baseline: the LM alone with the same LM passes) with every seed on the main LM data.
+  * paired: per (split, seed), iPTNet - iPTNet-L (and - P, - T where run) with a Student-t 95 % interval
+    (iptnet_jax.stats); the (split, seed) pairs of one split share its videos, so the interval treats them as
+    independent and is, if anything, too narrow.
+
+Rerunning the same command resumes: a finished run is read back, a partial one resumes inside its workdir
+(exact resume, iptnet_jax.loop). Tables go to stdout and <workdir>/experiments.json. Workdirs hold results of
+the shared data: keep them outside the repository.
 """
 
 from __future__ import annotations
@@ -13,34 +34,49 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 from absl import app, flags, logging
 
-from iptnet_jax import config_defaults, run_log, train
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+  sys.path.insert(0, str(REPO))
 
-_CONFIG = flags.DEFINE_string("config", "configs/iptnet_demo.py", "Config file taking comma-separated variants.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the runs.")
-_BASE = flags.DEFINE_string("base_variants", "", "Variants added to every run, e.g. 'smoke'.")
+from iptnet_jax import config_defaults, fileio, run_log, stats, train  # noqa: E402
+
+_CONFIG = flags.DEFINE_string("config", "configs/tvsum_i3d_iptnet.py", "Config file taking comma-separated variants.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the runs (one subfolder per run).")
+_BASE = flags.DEFINE_string("base_variants", "protocol", "Variants added to every run ('' for none).")
+_LM_DATA = flags.DEFINE_list("lm_data", ["youtube", "charades"],
+                             "LM data variants; the first is the transfer under test, the others negative controls. "
+                             "'charades' / 'default' = the config's own LM data (no variant).")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1"], "config.seed of each run (paired across methods).")
+_METHODS = flags.DEFINE_list("methods", ["iptnet", "L"], "Methods run with every seed on the main LM data.")
+_ONE_SEED = flags.DEFINE_list("one_seed_methods", ["P", "T"], "Methods run with the first seed only.")
+_CONTROL = flags.DEFINE_list("control_methods", ["iptnet"], "Methods run with every seed on each control LM data.")
+_FIG5 = flags.DEFINE_bool("fig5", True, "Also run the LM alone (lm_alone) with every seed on the main LM data.")
 _SPLITS = flags.DEFINE_string("splits", "", "Split indices, e.g. '0,1' (default: the config's).")
 _EPOCHS = flags.DEFINE_integer("epochs", 0, "SM epochs (default: the config's).")
-_ONLY = flags.DEFINE_enum("only", "all", ["all", "ablations", "fig5"], "Which comparison to run.")
-_REUSE = flags.DEFINE_bool("reuse_finished", False, "Reuse <workdir>/<method>/results.json of a method that "
-                            "already finished (e.g. to continue an interrupted comparison with the same flags).")
+_SET = flags.DEFINE_multi_string("set", [], "FIELD=VALUE config overrides for every run, e.g. train.lr=1e-4 "
+                                 "(Python literals; strings as written).")
+_REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Train nothing: tabulate the runs finished so far.")
 _CACHE = flags.DEFINE_string("compilation_cache", None, "JAX's persistent compilation cache folder, as for "
                               "iptnet_jax.main ('none' turns it off).")
-_SET = flags.DEFINE_multi_string("set", [], "FIELD=VALUE config overrides for every run, e.g. train.lr=1e-4 "
-                                 "or data.buckets=(160,) (Python literals; strings as written).")
 
-ABLATIONS = ("iptnet", "P", "T", "L")
+METHOD_VARIANTS = {"iptnet": "", "L": "L", "P": "P", "T": "T", "lm_alone": "lm_alone"}
+NAIVE_LM = ("charades", "default")  # the config's own LM data: no variant
 
 
-def load_config(path: str, variants: str):
-  spec = importlib.util.spec_from_file_location("experiment_config", path)
+def load_config(lm_data: str, method: str, seed: int):
+  spec = importlib.util.spec_from_file_location("experiment_config", REPO / _CONFIG.value
+                                                if not Path(_CONFIG.value).is_absolute() else _CONFIG.value)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  config = module.get_config(",".join(v for v in (_BASE.value, variants) if v and v != "iptnet"))
+  variants = [_BASE.value, "" if lm_data in NAIVE_LM else lm_data, METHOD_VARIANTS[method]]
+  config = module.get_config(",".join(v for v in variants if v))
+  config.seed = seed
   if _SPLITS.value:
     config.data.splits = _SPLITS.value
   if _EPOCHS.value:
@@ -49,63 +85,177 @@ def load_config(path: str, variants: str):
   return config
 
 
-def run(method: str) -> dict:
-  config = load_config(_CONFIG.value, method)
-  workdir = Path(_WORKDIR.value) / method
+def plan() -> list[tuple[str, str, int]]:
+  """(lm_data, method, seed) in the order that fills the paired comparison first. iPTNet-L reads no LM data:
+  its runs are filed under the main LM data and serve every comparison."""
+  main, controls = _LM_DATA.value[0], _LM_DATA.value[1:]
+  seeds = [int(s) for s in _SEEDS.value]
+  runs = []
+  for seed in seeds:
+    runs += [(main, m, seed) for m in _METHODS.value]
+    runs += [(lm, m, seed) for lm in controls for m in _CONTROL.value if m != "L"]
+  runs += [(main, m, seeds[0]) for m in _ONE_SEED.value]
+  if _FIG5.value:
+    runs += [(main, "lm_alone", seed) for seed in seeds]
+  return list(dict.fromkeys(runs))
+
+
+def run_dir(lm_data: str, method: str, seed: int) -> Path:
+  return Path(_WORKDIR.value) / lm_data / method / f"seed_{seed}"
+
+
+def run_one(lm_data: str, method: str, seed: int) -> dict | None:
+  workdir = run_dir(lm_data, method, seed)
   finished = workdir / "results.json"
-  if _REUSE.value and finished.exists():
-    print(f"\n=== {method} === reusing {finished}", flush=True)
+  if finished.exists():
     return json.loads(finished.read_text())
-  print(f"\n=== {method} ===", flush=True)
-  return train.train_and_evaluate(config, workdir)
+  if _REPORT_ONLY.value:
+    return None
+  print(f"\n=== LM data {lm_data}, {method}, seed {seed} -> {workdir} ===", flush=True)
+  start = time.perf_counter()
+  result = train.train_and_evaluate(load_config(lm_data, method, seed), workdir)
+  print(f"=== {lm_data} {method} seed {seed}: {time.perf_counter() - start:.0f} s ===", flush=True)
+  return result
 
 
-def ablation_table(results: dict[str, dict]) -> str:
-  first = next(iter(results.values()))
-  split_ids = [s["index"] for s in first["splits"]]
-  label = "F1" if first["protocol"] == "fscore" else "top-5 mAP"
-  rows = []
-  for method, result in results.items():
-    scores = np.array([s["test_score"] for s in result["splits"]]) * 100
-    last = np.array([s["last_test_score"] for s in result["splits"]]) * 100
-    rows.append([result["method"], *scores.tolist(), f"{scores.mean():.2f} ± {scores.std():.2f}",
-                 f"{last.mean():.2f} ± {last.std():.2f}", result["mean_random_score"] * 100])
-  headers = ["method", *(f"split {i}" for i in split_ids), f"mean {label}", f"last-epoch {label}", "random"]
-  return f"{label} (%), selected epoch per split; mean ± std over splits\n" + run_log.format_table(headers, rows)
+# ---------------------------------------------------------------------------------------------- tables
+
+METRICS = (("test_score", "F1 (val-selected)", 100), ("dsnet_test_score", "F1 (DSNet conv.)", 100),
+           ("last_test_score", "F1 (last epoch)", 100), ("test_tau", "tau (val-sel.)", 1),
+           ("test_rho", "rho (val-sel.)", 1))
+FLOORS = (("random_score", "F1", 100), ("random_tau", "tau", 1), ("random_rho", "rho", 1))
 
 
-def fig5_table(joint: dict, alone: dict) -> str:
-  keys = ["R1@0.3", "R1@0.5", "R1@0.7", "mIoU", "train_loss"]
-  tag = "[synthetic features] " if joint.get("lm_synthetic") else ""
-  rows = [[name, *(r["lm_test"][k] for k in keys)] for name, r in (("LM in iPTNet (joint)", joint),
-                                                                   ("LM alone, same LM passes", alone))]
-  return f"{tag}LM on Charades-STA test (%, mean over splits); train_loss = LM supervised loss of the last LM phase\n" \
-         + run_log.format_table(["", *keys], rows)
+def per_run(result: dict, key: str, seed: int) -> dict[tuple[int, int], float]:
+  return {(s["index"], seed): float(s[key]) for s in result["splits"]}
+
+
+def mean_std(values) -> str:
+  values = np.asarray(list(values), np.float64)
+  return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" if values.size > 1 else f"{values.mean():.2f}"
+
+
+def method_table(results: dict) -> tuple[str, dict]:
+  """One row per (LM data, method): mean ± sample std over its (split, seed) runs."""
+  if not any(method != "lm_alone" for _, method in results):
+    return "no summarization run has finished yet", {}
+  rows, summary = [], {}
+  for (lm_data, method), by_seed in results.items():
+    if method == "lm_alone":
+      continue
+    entry = {"n": sum(len(r["splits"]) for r in by_seed.values()), "seeds": sorted(by_seed)}
+    cells = []
+    for key, _, scale in METRICS:
+      values = [v * scale for seed, r in by_seed.items() for v in per_run(r, key, seed).values()]
+      entry[key] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else None}
+      cells.append(mean_std(values))
+    name = next(iter(by_seed.values()))["method"]
+    rows.append([lm_data if method != "L" else "(none)", name, entry["n"], *cells])
+    summary[f"{lm_data}/{method}"] = entry
+  floors = next((r for by_seed in results.values() for r in by_seed.values() if r["method"] != "LM alone (no joint "
+                 "training)"), None)
+  if floors is not None:
+    cells = []
+    for key, _, scale in FLOORS:
+      values = [s[key] * scale for s in floors["splits"]]
+      cells.append(mean_std(values))
+      summary.setdefault("random", {})[key] = float(np.mean(values))
+    rows.append(["", "random scores", len(floors["splits"]), cells[0], cells[0], cells[0], cells[1], cells[2]])
+  headers = ["LM data", "method", "runs", *(label for _, label, _ in METRICS)]
+  text = ("Summarization on the test videos, mean ± std over (split, seed) runs; F1 in %; tau / rho: Kendall / "
+          "Spearman of the step importance with each user, mean over users then videos\n"
+          + run_log.format_table(headers, rows))
+  return text, summary
+
+
+def paired_table(results: dict) -> tuple[str, dict]:
+  main = _LM_DATA.value[0]
+  baseline = results.get((main, "L"))
+  rows, paired, control = [], {}, {}
+  if not baseline:
+    return "no iPTNet-L runs yet: no paired comparison", {}
+  comparisons = [(main, m) for m in ("iptnet", "P", "T") if (main, m) in results]
+  comparisons += [(lm, "iptnet") for lm in _LM_DATA.value[1:] if (lm, "iptnet") in results]
+  for lm_data, method in comparisons:
+    runs = results[(lm_data, method)]
+    for key, label, scale in METRICS[:2] + METRICS[3:]:
+      a = {k: v * scale for seed, r in runs.items() for k, v in per_run(r, key, seed).items()}
+      b = {k: v * scale for seed, r in baseline.items() for k, v in per_run(r, key, seed).items()}
+      # tau / rho are undefined (NaN) on data without per-user scores: such metrics get no paired row.
+      common = [k for k in a if k in b and np.isfinite(a[k]) and np.isfinite(b[k])]
+      if not common:
+        continue
+      diff = stats.paired_difference({k: a[k] for k in common}, {k: b[k] for k in common})
+      name = f"iptnet{'' if method == 'iptnet' else '_' + method}_minus_iptnet_L"
+      suffix = {"test_score": "", "dsnet_test_score": "_dsnet", "test_tau": "_tau", "test_rho": "_rho"}[key]
+      target = paired if lm_data == main else control.setdefault(lm_data, {})
+      target[name + suffix] = diff.to_dict()
+      ci = "n/a" if diff.ci_low is None else f"[{diff.ci_low:+.2f}, {diff.ci_high:+.2f}]"
+      rows.append([lm_data, f"{results[(lm_data, method)][next(iter(runs))]['method']} - iPTNet-L", label,
+                   f"{diff.mean:+.3f}", ci, diff.n])
+  text = ("Paired differences per (split, seed) against iPTNet-L, mean with a Student-t 95 % interval\n"
+          + run_log.format_table(["LM data", "difference", "metric", "mean", "95 % CI", "pairs"], rows))
+  return text, {"paired": paired, "negative_control": control}
+
+
+def fig5_table(results: dict) -> tuple[str, dict]:
+  main = _LM_DATA.value[0]
+  joint, alone = results.get((main, "iptnet")), results.get((main, "lm_alone"))
+  if not joint or not alone:
+    return "", {}
+  out, rows = {}, []
+  for name, runs in (("LM in iPTNet (joint)", joint), ("LM alone, same LM passes", alone)):
+    splits = [s for r in runs.values() for s in r["splits"]]
+    entry = {k: float(np.mean([s["lm_test"][k] for s in splits])) for k in splits[0]["lm_test"]}
+    if splits[0].get("lm_highlight"):
+      domains = splits[0]["lm_highlight"]["per_domain"]
+      per_domain = {d: [s["lm_highlight"]["per_domain"][d] * 100 for s in splits] for d in domains}
+      entry["highlight_map"] = {d: {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else None}
+                                for d, v in per_domain.items()}
+      means = [np.mean([s["lm_highlight"]["per_domain"][d] for d in domains]) * 100 for s in splits]
+      entry["highlight_mean_map"] = {"mean": float(np.mean(means)), "std": float(np.std(means, ddof=1))
+                                     if len(means) > 1 else None}
+      rows.append([name, len(splits), *(mean_std(v) for v in per_domain.values()), mean_std(means),
+                   *(f"{entry[k]:.2f}" for k in ("R1@0.3", "R1@0.5", "R1@0.7", "mIoU"))])
+      headers = ["", "runs", *domains, "mean mAP", "R1@0.3", "R1@0.5", "R1@0.7", "mIoU"]
+    else:
+      rows.append([name, len(splits), *(f"{entry[k]:.2f}" for k in ("R1@0.3", "R1@0.5", "R1@0.7", "mIoU"))])
+      headers = ["", "runs", "R1@0.3", "R1@0.5", "R1@0.7", "mIoU"]
+    out[name] = entry
+  text = ("LM on its own test data (paper Fig. 5): UMT's YouTube Highlights mAP (%) per domain of the LM's highlight "
+          "scores (title as query) and moment R1 / mIoU; mean ± std over (split, seed) runs\n"
+          + run_log.format_table(headers, rows))
+  return text, out
 
 
 def main(argv):
   del argv
+  if not _WORKDIR.value.strip():
+    raise app.UsageError("--workdir: expected a folder for the runs, got an empty path")
   logging.set_verbosity(logging.WARNING)
   train.enable_compilation_cache(_CACHE.value)
-  results = {}
-  if _ONLY.value in ("all", "ablations"):
-    for method in ABLATIONS:
-      results[method] = run(method)
-  if _ONLY.value in ("all", "fig5"):
-    results.setdefault("iptnet", None)
-    if results["iptnet"] is None:
-      results["iptnet"] = run("iptnet")
-    results["lm_alone"] = run("lm_alone")
-  print()
-  tables = {}
-  if _ONLY.value in ("all", "ablations"):
-    tables["ablations"] = ablation_table({m: results[m] for m in ABLATIONS})
-    print(tables["ablations"], "\n")
-  if _ONLY.value in ("all", "fig5"):
-    tables["fig5"] = fig5_table(results["iptnet"], results["lm_alone"])
-    print(tables["fig5"])
-  (Path(_WORKDIR.value) / "experiments.json").write_text(json.dumps({"results": results, "tables": tables},
-                                                                    indent=1, default=float))
+  results: dict[tuple[str, str], dict[int, dict]] = {}
+  missing = []
+  for lm_data, method, seed in plan():
+    result = run_one(lm_data, method, seed)
+    if result is None:
+      missing.append(f"{lm_data}/{method}/seed_{seed}")
+      continue
+    results.setdefault((lm_data, method), {})[seed] = result
+  tables, out = {}, {"plan": [list(p) for p in plan()], "missing": missing}
+  for name, build in (("methods", method_table), ("paired", paired_table), ("fig5", fig5_table)):
+    text, data = build(results)
+    if text:
+      print("\n" + text)
+    tables[name] = text
+    out.update(data if name == "paired" else {name: data})
+  if missing:
+    print(f"\nnot finished yet ({len(missing)}): {', '.join(missing)}")
+  lm_data = {lm: next(r for (l, m), by in results.items() if l == lm and m != "L" for r in by.values())["lm_data"]
+             for lm in _LM_DATA.value if any(l == lm and m != "L" for l, m in results)}
+  out.update(tables=tables, lm_data=lm_data,
+             runs={f"{lm}/{m}/seed_{s}": r for (lm, m), by in results.items() for s, r in by.items()})
+  fileio.write_json(Path(_WORKDIR.value) / "experiments.json", out)
 
 
 if __name__ == "__main__":
