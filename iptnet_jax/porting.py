@@ -68,7 +68,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from iptnet_jax.errors import InputError
+from iptnet_jax.errors import InputError, MissingDependencyError
 
 # Flax path -> (torch key, transpose?) for every parameter of DSNetAF.
 _PARAM_MAP: dict[tuple[str, ...], tuple[str, bool]] = {
@@ -98,6 +98,10 @@ _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 
 class StateDictMismatchError(InputError):
   """A state_dict whose keys or shapes do not fit DSNetAF; the message lists every offending key."""
+
+
+class CheckpointNotFoundError(InputError, FileNotFoundError):
+  """`init_from` (or a checkpoint path) names no checkpoint file; the message gives the path looked for."""
 
 
 def _to_numpy(value) -> np.ndarray:
@@ -236,11 +240,11 @@ def load_torch_checkpoint(path: str | os.PathLike) -> dict[str, np.ndarray]:
   try:
     import torch  # noqa: PLC0415  (optional dependency: only this function needs it)
   except ImportError as err:
-    raise ImportError("reading a PyTorch checkpoint needs torch; install the CPU build with "
+    raise MissingDependencyError("reading a PyTorch checkpoint needs torch; install the CPU build with "
                       "`.venv/bin/pip install torch==2.13.0` (or `pip install -e '.[parity]'`)") from err
   path = os.fspath(path)
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"no checkpoint file at {path}")
+    raise CheckpointNotFoundError(f"no checkpoint file at {path}")
   obj = torch.load(path, map_location="cpu", weights_only=True)
   return {str(k): _to_numpy(v) for k, v in _unwrap(obj, path).items()}
 
@@ -264,7 +268,7 @@ def split_checkpoint_path(init_from: str | os.PathLike, split_file: str | os.Pat
   else:
     path = init_from
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"init_from={init_from!r}: no checkpoint file {path} for split {split_index}")
+    raise CheckpointNotFoundError(f"init_from={init_from!r}: no checkpoint file {path} for split {split_index}")
   return path
 
 
@@ -502,7 +506,7 @@ def vslnet_checkpoint_path(init_from: str | os.PathLike) -> str:
   if os.path.isfile(init_from):
     return init_from
   if not os.path.isdir(init_from):
-    raise FileNotFoundError(f"init_from={init_from!r}: no such checkpoint file or folder")
+    raise CheckpointNotFoundError(f"init_from={init_from!r}: no such checkpoint file or folder")
   for folder in (init_from, os.path.join(init_from, "model")):
     steps = {}
     if os.path.isdir(folder):
@@ -512,8 +516,8 @@ def vslnet_checkpoint_path(init_from: str | os.PathLike) -> str:
           steps[int(match.group(1))] = os.path.join(folder, name)
     if steps:
       return steps[max(steps)]
-  raise FileNotFoundError(f"init_from={init_from!r}: a folder without upstream checkpoints <name>_<step>.t7 "
-                          "(in it or in its model/ folder)")
+  raise CheckpointNotFoundError(f"init_from={init_from!r}: a folder without upstream checkpoints <name>_<step>.t7 "
+                                "(in it or in its model/ folder)")
 
 
 def load_vslnet_checkpoint(path: str | os.PathLike, model_or_variables) -> dict:

@@ -26,12 +26,17 @@ from absl import app, flags
 
 from iptnet_jax import fileio
 from iptnet_jax.datasets import eccv16
+from iptnet_jax.errors import InputError
 from iptnet_jax.vsumm import keyshots
 
 FRAMES_PER_STEP = 15
 H5_NAME = "synthetic_vsumm.h5"
 SPLIT_NAME = "synthetic_vsumm_splits.yml"
 MARKER_NAME = "SYNTHETIC_VSUMM.json"
+
+
+class SyntheticSpecError(InputError):
+  """A SyntheticSpec field (config.data.synthetic.*) outside its range."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,14 +55,15 @@ class SyntheticSpec:
 
   def __post_init__(self):
     checks = {
-        "num_videos": self.num_videos >= 5, "feature_dim": self.feature_dim >= 1,
-        "min_steps": 4 <= self.min_steps <= self.max_steps, "num_users": self.num_users >= 1,
-        "num_concepts": self.num_concepts >= 2, "num_splits": self.num_splits >= 1,
-        "test_fraction": 0 < self.test_fraction < 1,
+        "num_videos": (self.num_videos >= 5, "at least 5"), "feature_dim": (self.feature_dim >= 1, "at least 1"),
+        "min_steps": (4 <= self.min_steps <= self.max_steps, f"in [4, max_steps={self.max_steps}]"),
+        "num_users": (self.num_users >= 1, "at least 1"), "num_concepts": (self.num_concepts >= 2, "at least 2"),
+        "num_splits": (self.num_splits >= 1, "at least 1"), "test_fraction": (0 < self.test_fraction < 1, "in (0, 1)"),
     }
-    for field, ok in checks.items():
+    for field, (ok, expected) in checks.items():
       if not ok:
-        raise ValueError(f"synthetic data: bad value {field}={getattr(self, field)!r}")
+        raise SyntheticSpecError(f"synthetic data (config.data.synthetic): {field}={getattr(self, field)!r}: "
+                                 f"expected {expected}")
 
 
 def _shots(rng: np.random.Generator, n_frames: int) -> np.ndarray:

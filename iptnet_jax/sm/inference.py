@@ -64,8 +64,9 @@ def video_top5_maps(videos: Sequence[eccv16.SummVideo], preds: dict[str, dict[st
   scores = {}
   for video in videos:
     if video.user_scores is None:
-      raise ValueError(f"{video.name}: top-5 mAP needs per-user step scores ('user_scores'), which this file "
-                       "lacks; build it with iptnet_jax.datasets.tvsum_i3d or use eval.protocol='fscore'")
+      raise eccv16.DatasetFormatError(f"{video.name}: top-5 mAP needs per-user step scores ('user_scores'), which "
+                                      "this file lacks; build it with iptnet_jax.datasets.tvsum_i3d or use "
+                                      "eval.protocol='fscore'")
     p = preds[video.name]
     scores[video.name] = highlight.top5_map(vsumm_eval.normalized_step_scores(p["cls_prob"], p["ctr_prob"]),
                                             video.user_scores)
