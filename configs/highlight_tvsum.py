@@ -2,8 +2,7 @@
 val video, mean over the 10 domains), with the low-rank audio-visual model of iptnet_jax/highlight.
 
     python -m iptnet_jax.main --config=configs/highlight_tvsum.py:av --workdir=/tmp/hl_tvsum_av
-    (until task 'highlight' is dispatched by iptnet_jax/train.py:
-     .venv/bin/python experiments/highlight_report.py run --config=configs/highlight_tvsum.py:av --workdir=W)
+    (the same as --config=configs/tvsum_i3d_highlight.py:av; experiments/highlight_report.py runs the tables)
 
 Variants (`:name`):
   av       supervised per domain (UMT), I3D rgb+flow video + PANN audio, low-rank fusion R = 8   [main row]

@@ -2,8 +2,6 @@
 flow here), UMT's mAP: every clip of a val video ranked, positives match > 0, mean over the domain's val videos.
 
     python -m iptnet_jax.main --config=configs/highlight_youtube.py:video --workdir=/tmp/hl_youtube
-    (until task 'highlight' is dispatched by iptnet_jax/train.py:
-     .venv/bin/python experiments/highlight_report.py run --config=configs/highlight_youtube.py:video --workdir=W)
 
 Variants: video (supervised per domain on the train videos' clip labels, BCE as UMT), weak (Ye et al.'s
 weakly supervised regime: the domain's train videos positive, other domains' negative), smoke (generated data).

@@ -10,10 +10,12 @@
     .venv/bin/python experiments/highlight_report.py table --rows "ours AV=W1" "ours weak=W2" [--floors F.json]
                                        per-domain table (mean ± std over seeds) beside UMT's published figures
 
-`run` stands in for `python -m iptnet_jax.main --config=configs/highlight_tvsum.py:av --workdir=W` until
-iptnet_jax/train.py dispatches config.task == 'highlight' to iptnet_jax.highlight.train; both call
-`train_and_evaluate_highlight`. Workdirs hold results derived from the shared data: keep them outside the
-repository (e.g. /tmp).
+`run` is `python -m iptnet_jax.main --config=... --workdir=W` (both call `train_and_evaluate_highlight` on the
+project's loop: one run per workdir, a rerun resumes) plus --set overrides and the summary lines. Workdirs hold
+results derived from the shared data: keep them outside the repository (e.g. /tmp).
+
+    .venv/bin/python experiments/highlight_report.py ablate --grid=field --field=train.lr --values=1e-4,1e-3 ...
+                                       any other field the same way
 
 Grids (the supplement's ablations; base variant --variant, default av):
   rank      model.rank in 1, 4, 8, 16, 32
@@ -109,7 +111,10 @@ def floors(dataset: str, out: str, root: str = "") -> dict:
   else:
     ds = data.read_youtube(root or None)
     domains, modality_sets = list(data.YOUTUBE_DOMAINS), (("video",),)
-  result = {"dataset": dataset, "random": train.random_floor(ds, domains, 100), "ridge": {}}
+  result = {"dataset": dataset, "random": train.random_floor(ds, domains, 100), "ridge": {}, "oracle": {}}
+  for target in (("mean_score", "vote") if dataset == "tvsum" else ()):
+    result["oracle"][target] = baselines.oracle(ds, domains, target)
+    print(f"oracle ({target} of the val video's own annotation): mean {100 * result['oracle'][target]['mean']:.2f}")
   for mods in modality_sets:
     result["ridge"][",".join(mods)] = baselines.ridge_floor(ds, domains, mods)
     print(f"ridge {','.join(mods)}: mean {100 * result['ridge'][','.join(mods)]['mean']:.2f}", flush=True)
@@ -120,19 +125,29 @@ def floors(dataset: str, out: str, root: str = "") -> dict:
   return result
 
 
-def ablate(grid: str, root: str, variant_spec: str, overrides: Sequence[str], values: Sequence[str] = ()) -> list:
-  field, default_values = GRIDS[grid]
+def ablate(grid: str, root: str, variant_spec: str, overrides: Sequence[str], values: Sequence[str] = (),
+           field: str = "") -> list:
+  """One workdir per value, each with cross-validation; the '*' row is the best CV mean (ties: the first).
+  grid 'field' sweeps any config field (--field) over --values."""
+  if grid == "field":
+    if not field or not values:
+      raise InputError("--grid=field needs --field=FIELD and --values=a,b,...")
+    default_values = ()
+  else:
+    field, default_values = GRIDS[grid]
   rows = []
   for value in values or default_values:
-    workdir = Path(_outside_repo(root)) / f"{grid}={value}"
+    name = f"{grid}={value}" if grid != "field" else f"{field}={value}"
+    workdir = Path(_outside_repo(root)) / name
     print(f"== {field}={value} -> {workdir}", flush=True)
     results = run(variant_spec, str(workdir), [*overrides, "eval.cross_validate=True", f"{field}={value}"])
     rows.append((value, results))
   best = max(range(len(rows)), key=lambda i: rows[i][1]["cv"]["mean"])
-  print(f"\n| {field} | CV top-5 mAP (train folds) | val mean ± std over seeds |\n|---|---|---|")
+  print(f"\n| {field} | CV (train folds, seeds {rows[0][1]['cv']['seeds']}) | val mean ± std over seeds |\n|---|---|---|")
   for i, (value, results) in enumerate(rows):
+    val = (f"{100 * results['mean']:.2f} ± {100 * results['mean_std']:.2f}" if "mean" in results else "not run")
     print(f"| {value}{' *' if i == best else ''} | {100 * results['cv']['mean']:.2f} ± "
-          f"{100 * results['cv']['mean_std']:.2f} | {100 * results['mean']:.2f} ± {100 * results['mean_std']:.2f} |")
+          f"{100 * results['cv']['mean_std']:.2f} | {val} |")
   return rows
 
 
@@ -160,6 +175,9 @@ def table(rows: Sequence[str], floors_path: str | None) -> str:
     for mods, r in f["ridge"].items():
       lines.append(f"| ridge floor ({mods}) | " + " | ".join(f"{100 * r['per_domain'][d]:.2f}" for d in domains) +
                    f" | {100 * r['mean']:.2f} |")
+    for target, r in f.get("oracle", {}).items():
+      lines.append(f"| oracle ceiling (val video's own {target}) | " +
+                   " | ".join(f"{100 * r['per_domain'][d]:.2f}" for d in domains) + f" | {100 * r['mean']:.2f} |")
   for label, r in loaded:
     lines.append(f"| {label} | " + " | ".join(f"{100 * r['per_domain'][d]:.2f} ± {100 * r['per_domain_std'][d]:.1f}"
                                               for d in domains) +
@@ -181,7 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--out", required=True)
   p.add_argument("--root", default="")
   p = sub.add_parser("ablate")
-  p.add_argument("--grid", choices=sorted(GRIDS), required=True)
+  p.add_argument("--grid", choices=sorted(GRIDS) + ["field"], required=True)
+  p.add_argument("--field", default="", help="--grid=field: the config field to sweep, e.g. train.lr")
   p.add_argument("--root", required=True)
   p.add_argument("--variant", default="configs/highlight_tvsum.py:av")
   p.add_argument("--values", default="", help="comma-separated subset of the grid's values")
@@ -199,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       values = [v for v in args.values.replace(" ", "").split(",") if v] if args.values else []
       if args.grid == "modality" and values:
         raise InputError("--values: the modality grid's values contain commas; run it whole")
-      ablate(args.grid, args.root, args.variant, args.set, values)
+      ablate(args.grid, args.root, args.variant, args.set, values, args.field)
     else:
       table(args.rows, args.floors)
   except InputError as error:

@@ -96,6 +96,10 @@ class Unit:
   learning_rates: dict[str, float]  # config field -> value, for the divergence message
   loss_prefix: str = ""
   ties_prefer_later: bool = False
+  # Phase ends at which the full state is saved: every phase (1), every n-th (n > 1), or none (0: only at the
+  # unit's end, every checkpoint_every_steps steps and on SIGTERM), for units of phases so short that a save
+  # costs more than the phase; a rerun replays the phases after the last save.
+  save_every_phases: int = 1
 
   def init_state(self):
     raise NotImplementedError
@@ -232,6 +236,8 @@ class _UnitRun:
       self.last_save = "the state this run resumed from"
       # A best checkpoint saved after the record (the run died in between) is saved again on the way.
       best_checkpoint.discard_after(tracker["best"]["epoch"] if tracker["best"] else -1)
+    else:  # a unit (re)started from scratch: a best checkpoint of an attempt that died before any save is stale
+      best_checkpoint.discard_after(-1)
     tb = (run_log.TensorboardWriter(self.tb_dir, purge_step=int(state.step) + 1 if resume is not None else None)
           if _is_primary() else run_log.NullWriter())
     progress = run_log.Progress(unit.label, unit.total_epochs)
@@ -284,8 +290,10 @@ class _UnitRun:
         self.base_record["rows"] += 1
         if phase.evaluate:
           progress.line(phase.epoch, shown, time.perf_counter() - unit_start)
-        self.states.save(state, self._record(p + 1, 0, rng.bit_generator.state, [], tracker))
-        self.last_save = f"end of epoch {phase.epoch}" + (f" ({phase.source} phase)" if phase.source else "")
+        every = unit.save_every_phases
+        if every == 1 or (every > 1 and (p + 1) % every == 0):
+          self.states.save(state, self._record(p + 1, 0, rng.bit_generator.state, [], tracker))
+          self.last_save = f"end of epoch {phase.epoch}" + (f" ({phase.source} phase)" if phase.source else "")
     finally:
       progress.end_phase()
       tb.close()

@@ -1,6 +1,9 @@
 """Floors for the highlight tables, on the same data and protocol as the model.
 
 * random: uniform random clip scores (train.random_floor).
+* oracle (a ceiling, not a floor): the val video's own annotation as the clip score, the users' mean score
+  ('mean_score', UMT's training target) or the fraction of users above their median ('vote'); it includes each
+  scored user, so no model of the clips can be expected to beat it by much.
 * ridge: per domain, a linear regression from the clip features (the modalities concatenated, standardised
   with the train clips' mean and std) to the saliency target, closed form (X^T X + lambda I)^-1 X^T y; lambda
   is chosen from `LAMBDAS` by leave-one-train-video-out top-5 mAP / mAP on the domain's train videos (never
@@ -60,3 +63,13 @@ def ridge_floor(dataset: data_lib.Dataset, domains: Sequence[str], modalities: S
   return {"per_domain": {d: r["val"] for d, r in rows.items()},
           "mean": float(np.mean([r["val"] for r in rows.values()])),
           "lambda": {d: r["lambda"] for d, r in rows.items()}, "cv": {d: r["cv"] for d, r in rows.items()}}
+
+
+def oracle(dataset: data_lib.Dataset, domains: Sequence[str], target: str = "mean_score") -> dict:
+  """The metric of the val videos' own saliency target as the clip scores (module docstring). Ties (equal mean
+  scores) are broken by clip order, as the metric does for any score."""
+  per_domain = {}
+  for domain in domains:
+    val = dataset.domain_videos(domain, "val")
+    per_domain[domain] = train_lib.evaluate_scores(dataset.metric, {v.video_id: v.target(target) for v in val}, val)
+  return {"per_domain": per_domain, "mean": float(np.mean(list(per_domain.values()))), "target": target}

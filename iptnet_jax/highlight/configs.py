@@ -9,7 +9,6 @@ def base_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.task = "highlight"
   config.seeds = "0,1,2"
-  config.verbose = True
 
   config.data = ml_collections.ConfigDict()
   config.data.source = "tvsum"  # 'tvsum' | 'youtube' | 'synthetic'
@@ -52,6 +51,10 @@ def base_config() -> ml_collections.ConfigDict:
   config.train.lr_decay_every_epochs = 0
   config.train.lr_decay = 0.1
   config.train.grad_clip = 0.0
+  # The loop saves the full state at the end of every this many epochs (0: at the end of each run only; one
+  # epoch of a few steps costs less than a save) and every checkpoint_every_steps steps (0: off); SIGTERM saves.
+  config.train.checkpoint_every_epochs = 0
+  config.train.checkpoint_every_steps = 0
 
   config.loss = ml_collections.ConfigDict()
   config.loss.rank_weight = 0.0

@@ -1,18 +1,22 @@
-"""Highlight detection per domain: small pure pieces plus a thin driver.
+"""Highlight detection per domain on the project's training loop (iptnet_jax/loop.py).
 
-Pieces (usable from any loop):
-  build_trainer(config)                 -> Trainer(model, tx, loss spec, jitted train step, jitted predict)
-  create_state(trainer, batch, rng)     -> {'params', 'opt_state', 'step'}
-  trainer.step(state, batch, rng)       -> (state, metrics)    one jitted, donated update
-  fit(trainer, config, positives, negatives, seed) -> params   a fixed schedule, no selection
-  score_videos / evaluate_videos        -> per-video clip scores / the dataset's metric
-  run_domain_seed, cross_validate       -> one (domain, seed) on its val videos / on its train videos
-
-Driver: train_and_evaluate_highlight(config, workdir) -> results, also written to <workdir>/results.json:
+Pieces:
+  build_trainer(config)                      -> Trainer(model, tx, loss spec, jitted train step, predict, init)
+  create_state(trainer, feature_dims, seed)  -> TrainState(step, params, opt_state, rng)
+  trainer.step(state, batch)                 -> (state, metrics)    one jitted, donated update
+  sample_batch, score_videos, evaluate_scores, random_floor, cv_splits
+Loop: every (domain, seed) is a `HighlightRun` unit (a 'val' run), and with eval.cross_validate every fold of
+the first eval.cv_seeds seeds is one too (a 'cv' run); `HighlightTask` lists them and reports. An epoch is
+train.steps_per_epoch steps (the loop's phase); a run is evaluated after its last epoch (and at eval.cv_epochs /
+every eval.val_curve_every epochs). The loop gives the rest: one run per workdir (run_dir: another config is
+refused), exact resume of an interrupted command (finished runs are not retrained; the state is saved at the end
+of every train.checkpoint_every_epochs-th epoch, 0 = at the end of each run only, since one epoch costs less than
+a save, and on SIGTERM), <workdir>/metrics.jsonl (one row per epoch: train_* losses, and val / cv when scored),
+TensorBoard files, checkpoints/<domain>_seed<k> (a val run's final parameters) and results.json:
   {"per_domain": {d: mean over seeds}, "per_domain_std": {d: sample std over seeds}, "per_domain_seeds":
    {d: [...]}, "mean": mean over domains, "mean_std": sample std over seeds of the mean over domains, "seeds", "regime",
-   "features", "metric", "random_floor": {...}, optionally "cv": {...}}
-Each finished (domain, seed) is kept in <workdir>/runs/<domain>/seed<k>.json; a rerun skips those (resumable).
+   "features", "metric", "random_floor": {...}, "train_seconds", optionally "cv": {...} and
+   "best_val_epoch_optimistic": {...}}
 
 Regimes (config.train.regime):
   'supervised'  UMT's protocol: the domain's train videos with their clip saliency (losses.clip_bce);
@@ -22,8 +26,10 @@ Both are scored the same way on the domain's val videos: TVSum top-5 mAP (vsumm/
 Highlights mAP (vsumm/highlight.mean_clip_ranking_ap), from the clip logits of the last step's parameters.
 
 Selection rule: none on the val videos. The schedule is fixed by the config; ablations and hyper-parameters
-are compared by `cross_validate` (leave one train video of the domain out, train on the others, score the
-held-out one), which reads train-split annotation only.
+are compared by cross-validation on the domain's train videos (eval.cv_folds = 0: leave one train video out,
+TVSum's 4 train videos give 4 folds; k: k folds of a seeded permutation), which reads train-split annotation
+only: a fold trains on the domain's other train videos (and, when used, the other domains' train videos, as the
+val run does) and scores its held-out ones. The CV figure is the mean over folds.
 
 Optimiser (config.train.optimizer): 'sgd' is Ye et al.'s (lr 0.01, x0.1 every 50 epochs, weight decay 5e-4
 added to the gradient as torch.optim.SGD does, momentum 0.9: the supplement does not state it); 'adam' is
@@ -34,19 +40,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import math
 import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 
+from iptnet_jax import loop, run_dir, run_log
 from iptnet_jax.errors import InputError
 from iptnet_jax.highlight import data as data_lib
 from iptnet_jax.highlight import losses
@@ -58,7 +64,7 @@ OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 class HighlightConfigError(InputError):
-  """A highlight config value outside its allowed range, or a workdir holding another config's run."""
+  """A highlight config value outside its allowed range."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,15 +84,23 @@ class LossSpec:
   domain_weight: float = 0.0
 
 
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: dict
+  opt_state: optax.OptState
+  rng: jax.Array  # dropout: folded with the step in every update
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Trainer:
   model: HighlightModel
   tx: optax.GradientTransformation
   spec: LossSpec
   modalities: tuple[str, ...]
-  step: object  # jitted (state, batch, rng) -> (state, metrics)
+  step: object  # jitted (state, batch) -> (state, metrics), the state donated
   predict: object  # jitted (params, features, mask) -> clip logits
-  init: object  # jitted (rng, features, mask) -> {'params', 'opt_state', 'step'}
+  init: object  # jitted (init key, dropout key, features, mask) -> TrainState
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -111,6 +125,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   require(int(t.num_others) >= (1 if t.regime == "weak" else 0), "train.num_others", t.num_others,
           ">= 1 in the weak regime (its negatives), >= 0 otherwise")
   require(float(t.lr) > 0, "train.lr", t.lr, "> 0")
+  require(int(t.checkpoint_every_epochs) >= 0, "train.checkpoint_every_epochs", t.checkpoint_every_epochs,
+          ">= 0 (0: at the end of each run only)")
+  require(int(t.checkpoint_every_steps) >= 0, "train.checkpoint_every_steps", t.checkpoint_every_steps,
+          ">= 0 (0: epoch ends only)")
   require(0 <= float(l.beta), "loss.beta", l.beta, ">= 0")
   require(0 < float(l.top_fraction) <= 1, "loss.top_fraction", l.top_fraction, "in (0, 1]")
   require(config.data.target in data_lib.TARGETS, "data.target", config.data.target, f"one of {data_lib.TARGETS}")
@@ -201,27 +219,31 @@ def build_trainer(config) -> Trainer:
   tx = optimizer_from_config(config)
   spec = loss_spec(config)
 
-  def step(state, batch, rng):
-    rng = jax.random.fold_in(rng, state["step"])
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], model, spec, batch, rng)
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
+  def step(state: TrainState, batch):
+    rng = jax.random.fold_in(state.rng, state.step)
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, model, spec, batch, rng)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
     metrics["grad_norm"] = optax.tree.norm(grads)
-    return {"params": params, "opt_state": opt_state, "step": state["step"] + 1}, metrics
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   def predict(params, features, mask):
     return model.apply({"params": params}, features, mask, deterministic=True)["clip_logits"]
 
-  def init(rng, features, mask):
-    params = model.init({"params": rng}, features, mask)["params"]
-    return {"params": params, "opt_state": tx.init(params), "step": jnp.zeros((), jnp.int32)}
+  def init(init_key, dropout_key, features, mask):
+    params = model.init({"params": init_key}, features, mask)["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=dropout_key)
 
   return Trainer(model, tx, spec, model.modalities, jax.jit(step, donate_argnums=(0,)), jax.jit(predict),
                  jax.jit(init))
 
 
-def create_state(trainer: Trainer, batch, rng: jax.Array) -> dict:
-  return trainer.init(rng, batch["features"], batch["mask"])
+def create_state(trainer: Trainer, feature_dims: Mapping[str, int], seed: int) -> TrainState:
+  """A fresh state: parameters from the seed's first key, dropout from its second (the shapes depend on the
+  feature widths only, so a dummy 8-clip input builds them)."""
+  init_key, dropout_key = jax.random.split(jax.random.key(seed))
+  features = {m: jnp.zeros((1, 8, int(feature_dims[m])), jnp.float32) for m in trainer.modalities}
+  return trainer.init(init_key, dropout_key, features, jnp.ones((1, 8), bool))
 
 
 def _cycle(items: Sequence, count: int, rng: np.random.Generator) -> list:
@@ -252,37 +274,6 @@ def sample_batch(config, positives: Sequence[data_lib.Video], negatives: Sequenc
                              starts=starts)
 
 
-def fit(trainer: Trainer, config, positives: Sequence[data_lib.Video], negatives: Sequence[data_lib.Video],
-        seed: int, *, log_every: int = 0, callback=None, callback_epochs: Sequence[int] = ()
-        ) -> tuple[dict, list[dict]]:
-  """Trains a fresh model for the configured schedule; returns the last parameters and per-epoch means.
-  `callback(epoch, params)` runs after each epoch in `callback_epochs` (1-based; used on train folds only)."""
-  if int(config.train.num_others) > 0 and not negatives:
-    raise HighlightConfigError("train.num_others > 0 needs other domains' train videos")
-  rng = np.random.default_rng(seed)
-  key = jax.random.key(seed)
-  init_key, step_key = jax.random.split(key)
-  state = None
-  history = []
-  for epoch in range(int(config.train.epochs)):
-    epoch_metrics = []
-    for _ in range(int(config.train.steps_per_epoch)):
-      batch = sample_batch(config, positives, negatives, trainer.modalities, rng)
-      if state is None:
-        state = create_state(trainer, batch, init_key)
-      state, metrics = trainer.step(state, batch, step_key)
-      epoch_metrics.append(metrics)
-    means = {k: float(np.mean([float(m[k]) for m in epoch_metrics])) for k in epoch_metrics[0]}
-    if not math.isfinite(means["loss"]):
-      raise FloatingPointError(f"non-finite training loss at epoch {epoch + 1}: {means}")
-    history.append(means)
-    if callback is not None and epoch + 1 in callback_epochs:
-      callback(epoch + 1, state["params"])
-    if log_every and (epoch + 1) % log_every == 0:
-      print(f"  epoch {epoch + 1}: " + " ".join(f"{k} {v:.4f}" for k, v in means.items()), flush=True)
-  return state["params"], history
-
-
 def score_videos(trainer: Trainer, params, videos: Sequence[data_lib.Video], bucket: int) -> dict[str, np.ndarray]:
   """{video_id: (T,) clip logits}, each video alone, zero-padded to a multiple of `bucket` clips."""
   out = {}
@@ -311,54 +302,6 @@ def negatives_for(dataset: data_lib.Dataset, domain: str) -> list[data_lib.Video
 
 def others_for(config, dataset: data_lib.Dataset, domain: str) -> list[data_lib.Video]:
   return negatives_for(dataset, domain) if int(config.train.num_others) > 0 else []
-
-
-def run_domain_seed(trainer: Trainer, config, dataset: data_lib.Dataset, domain: str, seed: int) -> dict:
-  start = time.perf_counter()
-  positives = dataset.domain_videos(domain, "train")
-  negatives = others_for(config, dataset, domain)
-  val = dataset.domain_videos(domain, "val")
-  bucket = int(config.data.eval_bucket)
-  every = int(config.eval.get("val_curve_every", 0))
-  curve = {}
-
-  def track(epoch, params):  # measurement only: the reported "val" is the last epoch's, whatever the curve says
-    curve[str(epoch)] = evaluate_scores(dataset.metric, score_videos(trainer, params, val, bucket), val)
-
-  epochs = tuple(range(every, int(config.train.epochs) + 1, every)) if every > 0 else ()
-  params, history = fit(trainer, config, positives, negatives, _run_seed(seed, domain), callback=track,
-                        callback_epochs=epochs)
-  scores = score_videos(trainer, params, val, bucket)
-  record = {"domain": domain, "seed": seed, "val": evaluate_scores(dataset.metric, scores, val),
-            "final_train": history[-1], "seconds": time.perf_counter() - start}
-  if curve:
-    record["val_curve"] = curve
-  return record
-
-
-def cross_validate(trainer: Trainer, config, dataset: data_lib.Dataset, domain: str, seed: int) -> dict:
-  """Cross-validation on the domain's train split only: each fold's held-out train videos are scored by a model
-  trained on the domain's other train videos (others, when used: the other domains' train videos, as for val).
-  eval.cv_folds = 0: leave one video out (TVSum's 4 train videos: 4 folds); k > 0: k folds of a seeded
-  permutation (YouTube Highlights' 19..67 train videos). The score is the mean over folds of the metric on
-  the fold's held-out videos."""
-  train = dataset.domain_videos(domain, "train")
-  negatives = others_for(config, dataset, domain)
-  bucket = int(config.data.eval_bucket)
-  epochs = cv_epochs(config)
-  folds, at_epoch = [], {e: [] for e in epochs}
-  for k, held_out in enumerate(cv_splits(len(train), int(config.eval.get("cv_folds", 0)), _run_seed(seed, domain))):
-    held = [train[i] for i in held_out]
-    rest = [v for i, v in enumerate(train) if i not in set(held_out)]
-
-    def score(epoch, params, held=held):
-      at_epoch[epoch].append(evaluate_scores(dataset.metric, score_videos(trainer, params, held, bucket), held))
-
-    params, _ = fit(trainer, config, rest, negatives, _run_seed(seed, domain, fold=k + 1), callback=score,
-                    callback_epochs=epochs)
-    folds.append(evaluate_scores(dataset.metric, score_videos(trainer, params, held, bucket), held))
-  return {"domain": domain, "seed": seed, "folds": folds, "cv": float(np.mean(folds)),
-          "cv_at_epoch": {str(e): float(np.mean(v)) for e, v in at_epoch.items()}}
 
 
 def cv_splits(count: int, folds: int, seed: int) -> list[list[int]]:
@@ -435,43 +378,6 @@ def selected_domains(config, dataset: data_lib.Dataset) -> list[str]:
   return wanted
 
 
-# Fields that do not change what a finished (domain, seed) record holds: a rerun may add seeds or domains, turn
-# cross-validation on, or cross-validate more seeds, and still resume the workdir.
-RESUMABLE_FIELDS = (("seeds",), ("verbose",), ("data", "domains"), ("eval", "cross_validate"), ("eval", "cv_seeds"))
-
-
-def _identity(config_dict: dict) -> dict:
-  out = json.loads(json.dumps(config_dict))
-  for path in RESUMABLE_FIELDS:
-    node = out
-    for key in path[:-1]:
-      node = node.get(key, {})
-    node.pop(path[-1], None)
-  return out
-
-
-def _workdir(workdir, config, overwrite: bool) -> Path:
-  root = Path(workdir)
-  root.mkdir(parents=True, exist_ok=True)
-  saved = root / "config.json"
-  current = json.loads(config.to_json_best_effort())
-  if saved.exists() and _identity(json.loads(saved.read_text())) != _identity(current):
-    if not overwrite:
-      raise HighlightConfigError(f"{root} holds a run of another config ({saved}); use another workdir or "
-                                 "overwrite")
-    for path in sorted(root.glob("runs/*/*.json")):
-      path.unlink()
-  saved.write_text(json.dumps(current, sort_keys=True, indent=1))
-  return root
-
-
-def _write_json(path: Path, value) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  tmp = path.with_name(path.name + ".tmp")
-  tmp.write_text(json.dumps(value, indent=1, sort_keys=True))
-  os.replace(tmp, path)
-
-
 def _std(values) -> float:
   """Sample standard deviation over seeds (ddof 1); 0 for a single seed."""
   values = np.asarray(values, np.float64)
@@ -487,58 +393,185 @@ def _summary(per_seed: Mapping[str, Sequence[float]], seed_list: Sequence[int]) 
           "mean": float(table.mean()), "mean_std": _std(table.mean(axis=0)), "seeds": list(seed_list)}
 
 
+
+
+# ---------------------------------------------------------------------------------------------- the loop's task
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+  """One training run: a domain's val run (fold 0) or the k-th cross-validation fold of its train videos."""
+
+  kind: str  # 'val' | 'cv'
+  domain: str
+  seed: int
+  fold: int = 0  # 1-based for 'cv'
+
+  @property
+  def name(self) -> str:  # the folder under checkpoints/ and tensorboard/
+    return f"{self.domain}_seed{self.seed}" + (f"_fold{self.fold}" if self.kind == "cv" else "")
+
+
+class HighlightRun(loop.Unit):
+  """One (domain, seed[, fold]): trains a fresh model on its train videos for the configured epochs; a 'val' run
+  scores the domain's val videos, a 'cv' run the fold's held-out train videos. The reported figure is the last
+  epoch's; a val run's final parameters are kept as checkpoints/<name> (the only candidate: no selection)."""
+
+  loss_prefix = "train_"
+
+  def __init__(self, task: "HighlightTask", spec: RunSpec):
+    self.task, self.spec, config = task, spec, task.config
+    self.name = spec.name
+    self.label = f"{spec.domain} seed {spec.seed}" + (f" cv fold {spec.fold}" if spec.kind == "cv" else "")
+    self.context = {"domain": spec.domain, "seed": spec.seed, "kind": spec.kind,
+                    **({"fold": spec.fold} if spec.kind == "cv" else {})}
+    dataset, epochs = task.dataset, int(config.train.epochs)
+    train = dataset.domain_videos(spec.domain, "train")
+    if spec.kind == "val":
+      self.positives, self.scored = train, dataset.domain_videos(spec.domain, "val")
+      points = set(range(task.curve_every, epochs + 1, task.curve_every)) if task.curve_every > 0 else set()
+    else:
+      held_out = set(task.folds[(spec.domain, spec.seed)][spec.fold - 1])
+      self.positives = [v for i, v in enumerate(train) if i not in held_out]
+      self.scored = [train[i] for i in sorted(held_out)]
+      points = set(cv_epochs(config))
+    self.negatives = others_for(config, dataset, spec.domain)
+    self.phases = [loop.Phase(e, evaluate=e == epochs or e in points) for e in range(1, epochs + 1)]
+    self.total_epochs = epochs
+    self.learning_rates = {"train.lr": float(config.train.lr)}
+    self.save_every_phases = int(config.train.checkpoint_every_epochs)
+    self.run_seed = _run_seed(spec.seed, spec.domain, fold=spec.fold)
+    self._started = time.perf_counter()
+
+  def init_state(self) -> TrainState:
+    self._started = time.perf_counter()
+    return create_state(self.task.trainer, self.task.feature_dims, self.run_seed)
+
+  def data_rng(self) -> np.random.Generator:
+    return np.random.default_rng(self.run_seed)
+
+  def batches(self, phase, rng):
+    for _ in range(int(self.task.config.train.steps_per_epoch)):
+      yield sample_batch(self.task.config, self.positives, self.negatives, self.task.trainer.modalities, rng)
+
+  def num_batches(self, phase) -> int:
+    return int(self.task.config.train.steps_per_epoch)
+
+  def train_step(self, state, batch):
+    return self.task.trainer.step(state, batch)
+
+  def evaluate(self, state, phase, losses) -> loop.Evaluation:
+    task = self.task
+    score = evaluate_scores(task.dataset.metric,
+                            score_videos(task.trainer, state.params, self.scored, task.bucket), self.scored)
+    key = self.spec.kind  # 'val' or 'cv'
+    shown = {"loss": losses.get("train_loss", float("nan")), f"{key} {task.dataset.metric}": 100 * score}
+    final = phase.epoch == self.total_epochs and self.spec.kind == "val"
+    return loop.Evaluation({key: score}, shown, {"final": (score, lambda: state.params)} if final else {})
+
+  def finish(self, state, outcome: loop.Outcome) -> dict:
+    key = self.spec.kind
+    return {**dataclasses.asdict(self.spec), "score": outcome.last[key],
+            "at_epoch": {str(e["epoch"]): e["metrics"][key] for e in outcome.evaluations},
+            "final_train": outcome.phase_losses.get("train", {}), "steps": int(state.step),
+            "seconds": time.perf_counter() - self._started}
+
+
+class HighlightTask(loop.Task):
+  """Every selected domain x seed as a val run, plus the cross-validation folds of the first eval.cv_seeds seeds
+  when eval.cross_validate; the report aggregates them into results.json (module docstring)."""
+
+  def __init__(self, config: ml_collections.ConfigDict, dataset: data_lib.Dataset):
+    self.config, self.dataset = config, dataset
+    self.domains = selected_domains(config, dataset)
+    self.seeds = seeds(config)
+    cv_count = int(config.eval.cv_seeds)
+    self.cv_seeds = self.seeds[:cv_count] if cv_count > 0 else self.seeds
+    self.curve_every = int(config.eval.val_curve_every)
+    self.bucket = int(config.data.eval_bucket)
+    self.trainer = build_trainer(config)
+    first = next(iter(dataset.videos.values()))
+    self.feature_dims = {m: int(first.features[m].shape[1]) for m in self.trainer.modalities}
+    self.folds, self.specs = {}, []
+    for domain in self.domains:
+      if int(config.train.num_others) > 0 and not others_for(config, dataset, domain):
+        raise HighlightConfigError("train.num_others > 0 needs other domains' train videos")
+      for seed in self.seeds:
+        if config.eval.val:
+          self.specs.append(RunSpec("val", domain, seed))
+        if config.eval.cross_validate and seed in self.cv_seeds:
+          folds = cv_splits(len(dataset.splits[domain]["train"]), int(config.eval.cv_folds),
+                            _run_seed(seed, domain))
+          self.folds[(domain, seed)] = folds
+          self.specs += [RunSpec("cv", domain, seed, k + 1) for k in range(len(folds))]
+
+  def num_units(self) -> int:
+    return len(self.specs)
+
+  def unit(self, index: int) -> loop.Unit:
+    return HighlightRun(self, self.specs[index])
+
+  def report(self, results: list[dict]) -> dict:
+    config, dataset = self.config, self.dataset
+    out = {"regime": config.train.regime, "dataset": dataset.name, "metric": dataset.metric,
+           "features": {"modalities": list(self.trainer.modalities),
+                        "video_streams": config.data.video_streams if "video" in self.trainer.modalities else None},
+           "selection": "none: last step of a fixed schedule; the val videos are only scored",
+           "seeds": list(self.seeds), "domains": self.domains,
+           "train_seconds": float(sum(r["seconds"] for r in results))}
+    val = [r for r in results if r["kind"] == "val"]
+    if val:
+      by = {(r["domain"], r["seed"]): r for r in val}
+      out.update(_summary({d: [by[d, s]["score"] for s in self.seeds] for d in self.domains}, self.seeds))
+      if self.curve_every > 0:
+        # UMT's reporting protocol (best val epoch, its EvalHook), for comparison with the anchors only: it
+        # selects on the val video, so it is optimistic and never our reported figure.
+        out["best_val_epoch_optimistic"] = _summary(
+            {d: [max(by[d, s]["at_epoch"].values()) for s in self.seeds] for d in self.domains}, self.seeds)
+      out["random_floor"] = random_floor(dataset, self.domains, int(config.eval.random_draws))
+    cv = [r for r in results if r["kind"] == "cv"]
+    if cv:
+      def fold_mean(domain, seed, epoch=None):
+        rows = [r for r in cv if r["domain"] == domain and r["seed"] == seed]
+        return float(np.mean([r["score"] if epoch is None else r["at_epoch"][epoch] for r in rows]))
+
+      out["cv"] = _summary({d: [fold_mean(d, s) for s in self.cv_seeds] for d in self.domains}, self.cv_seeds)
+      out["cv"]["at_epoch"] = {
+          str(e): _summary({d: [fold_mean(d, s, str(e)) for s in self.cv_seeds] for d in self.domains},
+                           self.cv_seeds)["mean"] for e in cv_epochs(config)}
+    print(format_table(out))
+    return out
+
+
+def format_table(results: Mapping) -> str:
+  """Per domain: mean ± std over seeds (%), then the mean row; the CV and optimistic figures when present."""
+  rows = []
+  for name, label in (("per_domain", "val (last epoch)"), ("best_val_epoch_optimistic", "best val epoch"),
+                      ("cv", "train-video CV")):
+    part = results if name == "per_domain" else results.get(name)
+    if part is None or "per_domain" not in part:
+      continue
+    rows.append([label, *(f"{100 * part['per_domain'][d]:.2f}±{100 * part['per_domain_std'][d]:.1f}"
+                          for d in results["domains"]), f"{100 * part['mean']:.2f}±{100 * part['mean_std']:.2f}"])
+  if "random_floor" in results:
+    floor = results["random_floor"]
+    rows.append(["random floor", *(f"{100 * floor['per_domain'][d]:.2f}" for d in results["domains"]),
+                 f"{100 * floor['mean']:.2f}±{100 * floor['std']:.2f}"])
+  title = (f"\n{results['dataset']} highlight detection ({results['regime']}, {'+'.join(results['features']['modalities'])}"
+           f"), {results['metric']} (%), mean ± sample std over seeds {results['seeds']}")
+  return title + "\n" + run_log.format_table(["", *results["domains"], "mean"], rows)
+
+
 def train_and_evaluate_highlight(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
                                  overwrite: bool = False) -> dict:
-  """Trains and scores every selected domain for every seed; writes and returns <workdir>/results.json."""
+  """Trains and scores every selected domain x seed on the project's loop (iptnet_jax.loop: one run per workdir,
+  exact resume, metrics.jsonl, checkpoints); writes and returns <workdir>/results.json."""
   check_config(config)
   cv_epochs(config)
-  root = _workdir(workdir, config, overwrite)
-  dataset = load_dataset(config)
-  domains = selected_domains(config, dataset)
-  seed_list = seeds(config)
-  # eval.cv_seeds > 0: cross-validate only the first that many seeds (CV costs folds x a val run).
-  cv_count = int(config.eval.get("cv_seeds", 0))
-  cv_seed_list = seed_list[:cv_count] if cv_count > 0 else seed_list
-  trainer = build_trainer(config)
-  verbose = bool(config.get("verbose", True))
-  val, cv = {d: [] for d in domains}, {d: [] for d in domains}
-  for domain in domains:
-    for seed in seed_list:
-      if config.eval.val:
-        path = root / "runs" / domain / f"seed{seed}.json"
-        if not path.exists():
-          _write_json(path, run_domain_seed(trainer, config, dataset, domain, seed))
-        record = json.loads(path.read_text())
-        val[domain].append(record["val"])
-        if verbose:
-          print(f"{domain} seed {seed}: val {100 * record['val']:.2f} ({record['seconds']:.0f} s)", flush=True)
-      if config.eval.cross_validate and seed in cv_seed_list:
-        path = root / "runs" / domain / f"cv_seed{seed}.json"
-        if not path.exists():
-          _write_json(path, cross_validate(trainer, config, dataset, domain, seed))
-        record = json.loads(path.read_text())
-        cv[domain].append(record["cv"])
-        if verbose:
-          print(f"{domain} seed {seed}: cv {100 * record['cv']:.2f}", flush=True)
-  results = {"regime": config.train.regime, "dataset": dataset.name, "metric": dataset.metric,
-             "features": {"modalities": list(trainer.modalities),
-                          "video_streams": config.data.video_streams if "video" in trainer.modalities else None},
-             "selection": "none: last step of a fixed schedule; the val videos are only scored",
-             "seeds": list(seed_list), "domains": domains}
-  if config.eval.val:
-    results.update(_summary(val, seed_list))
-    if int(config.eval.get("val_curve_every", 0)) > 0:
-      # UMT's reporting protocol (best val epoch, EvalHook), for comparison with the anchors only: it selects
-      # on the val video, so it is optimistic and never our reported figure.
-      best = {d: [max(json.loads((root / "runs" / d / f"seed{s}.json").read_text())["val_curve"].values())
-                  for s in seed_list] for d in domains}
-      results["best_val_epoch_optimistic"] = _summary(best, seed_list)
-    results["random_floor"] = random_floor(dataset, domains, int(config.eval.random_draws))
-  if config.eval.cross_validate:
-    results["cv"] = _summary(cv, cv_seed_list)
-    results["cv"]["at_epoch"] = {
-        str(e): _summary({d: [json.loads((root / "runs" / d / f"cv_seed{s}.json").read_text())["cv_at_epoch"][str(e)]
-                              for s in cv_seed_list] for d in domains}, cv_seed_list)["mean"]
-        for e in cv_epochs(config)}
-  _write_json(root / "results.json", results)
-  return results
+  with run_dir.claimed(workdir, config, overwrite) as info:
+    dataset = load_dataset(config)
+    task = HighlightTask(config, dataset)
+    run_dir.record(info, config)
+  print(f"highlight detection ({config.train.regime}) on {dataset.name}: {len(task.domains)} domain(s) x "
+        f"{len(task.seeds)} seed(s), {task.num_units()} run(s); devices: {jax.devices()}", flush=True)
+  return loop.run(task, info, int(config.train.checkpoint_every_steps))
