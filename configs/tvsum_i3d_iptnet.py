@@ -60,8 +60,8 @@ def get_config(variants: str = ""):
       # One padded shape per module: every shape compiles the joint step (minutes on 2 shared CPU cores), and a
       # transfer run on 2 cores is dominated by compilation with the full bucket grids. TVSum-I3D videos have
       # 49..323 steps; YouTube Highlights titles <= 21 tokens of <= 48 characters, videos pooled to <= 128 units
-      # (Charades-STA queries fit too). Padding is masked everywhere, so the shapes change speed, not results
-      # beyond float rounding.
+      # (Charades-STA queries fit too). Padding is masked everywhere: the shapes change the speed and the
+      # dropout draws, not the method.
       config.data.buckets = (384,)
       config.lm.data.video_buckets = (config.lm.data.max_pos_len,)
       config.lm.data.query_buckets = (32,)
