@@ -11,8 +11,9 @@ query-free map and the propagation (PM) for iPTNet runs.
 Steps and frames: an h5 video has its own `picks` and `n_frames`; for a `.npy`, `--n_frames` (default 15 T, the
 eccv16 sub-sampling of one step per 15 frames) spreads the T steps evenly over the frames (step i starts at frame
 floor(i N / T)), and `--fps` (default 30) turns frames into seconds. Shots (`--shots`): `auto` takes an h5 video's
-change_points and runs KTS otherwise; `kts` runs the project's KTS (`vsumm.kts.kts_shots`, as many shots as the
-eccv16 files have: ceil(n_frames / 150)); `uniform` cuts shots of 150 frames; a FILE (.npy / .json / .txt) gives
+change_points and runs KTS otherwise; `kts` runs the project's KTS (`vsumm.kts`, as many shots as the eccv16 files
+have: ceil(n_frames / 150); in windows of 1,000 steps beyond that length, `windowed_kts_shots`); `uniform` cuts
+shots of 150 frames; a FILE (.npy / .json / .txt) gives
 (S, 2) inclusive [first, last] frames that tile the video.
 
 The summary is selected exactly as the evaluation that produced the run's F1 (`sm.inference`, DSNet-AF):
@@ -31,6 +32,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import math
 import re
 import sys
 from collections.abc import Sequence
@@ -45,6 +47,7 @@ FRAMES_PER_STEP = 15  # eccv16: one step per 15 frames (2 steps per second at 30
 DEFAULT_FPS = 30.0
 SHOT_FRAMES = 150  # vsumm.kts.ECCV16_FRAMES_PER_SHOT: the eccv16 files' shot count rule, and --shots=uniform
 SHOT_MODES = ("auto", "kts", "uniform")
+KTS_WINDOW = 1000  # steps per KTS window (windowed_kts_shots)
 SUMMARY_FILE = "summary.json"
 
 
@@ -187,6 +190,32 @@ def read_shots_file(path: str | Path, n_frames: int, where: str) -> np.ndarray:
   return shots
 
 
+def windowed_kts_shots(features: np.ndarray, picks: np.ndarray, n_frames: int, n_shots: int,
+                       window: int = KTS_WINDOW) -> np.ndarray:
+  """KTS change points (S, 2) of about `n_shots` shots. Up to `window` steps, `vsumm.kts.kts_shots` on the whole
+  video; a longer video is cut into equal windows of at most `window` steps, each segmented by `cpd_nonlin` into
+  its share of the shots (rounded, at least 1), every window start being a shot boundary. KTS's dynamic programme
+  costs shots x steps^2 (a 3,600-step video with 1,440 shots: ~2e10 operations, tens of minutes on one core);
+  windows make it linear in the length."""
+  from iptnet_jax.vsumm import kts
+
+  steps = features.shape[0]
+  if steps <= window:
+    return kts.kts_shots(features, picks, n_frames, n_shots=n_shots)[0]
+  if not np.all(np.isfinite(features)):
+    raise FeaturesError("step_features: expected finite values, got NaN/inf")
+  edges = np.linspace(0, steps, math.ceil(steps / window) + 1).round().astype(np.int64)
+  boundaries = []
+  for first, stop in zip(edges[:-1], edges[1:]):
+    share = int(min(max(1, round(n_shots * (stop - first) / steps)), stop - first))
+    unit = kts.l2_normalise(features[first:stop])
+    change_points, _ = kts.cpd_nonlin(unit @ unit.T, share - 1)
+    if first > 0:
+      boundaries.append(picks[first])
+    boundaries.extend(picks[first + change_points].tolist())
+  return kts.shots_from_boundaries(np.asarray(boundaries, np.int64), n_frames)[0]
+
+
 def make_shots(video: InputVideo, mode: str, picks: np.ndarray, n_frames: int) -> tuple[np.ndarray, str]:
   """(change_points (S, 2), what they are)."""
   from iptnet_jax.vsumm import kts
@@ -199,8 +228,10 @@ def make_shots(video: InputVideo, mode: str, picks: np.ndarray, n_frames: int) -
     return np.asarray(video.change_points, np.int64), "the h5 file's change_points"
   if mode == "kts":
     count = min(kts.eccv16_shot_count(n_frames, SHOT_FRAMES), video.features.shape[0])
-    cps, _ = kts.kts_shots(video.features, picks, n_frames, n_shots=count)
-    return cps, f"KTS (vsumm.kts), {count} shots = ceil(n_frames / {SHOT_FRAMES}) (the eccv16 rule)"
+    cps = windowed_kts_shots(video.features, picks, n_frames, count)
+    windows = math.ceil(video.features.shape[0] / KTS_WINDOW)
+    return cps, (f"KTS (vsumm.kts), {len(cps)} shots ~ ceil(n_frames / {SHOT_FRAMES}) (the eccv16 rule)"
+                 + (f", in {windows} windows of <= {KTS_WINDOW} steps" if windows > 1 else ""))
   if mode == "uniform":
     cps, _ = kts.uniform_shots(n_frames, SHOT_FRAMES)
     return cps, f"uniform, {SHOT_FRAMES} frames each"

@@ -195,6 +195,18 @@ def test_summarize_kts_shots_follow_the_eccv16_count(runs, tmp_path):
   assert frames[0, 0] == 0 and frames[-1, 1] == 899 and np.all(frames[1:, 0] == frames[:-1, 1] + 1)
 
 
+def test_windowed_kts_tiles_the_frames_and_equals_kts_on_short_videos():
+  from iptnet_jax.vsumm import kts
+
+  features = np.random.default_rng(1).normal(size=(90, 8))
+  picks = np.arange(90) * 15
+  np.testing.assert_array_equal(summarize.windowed_kts_shots(features, picks, 1350, 9, window=100),
+                                kts.kts_shots(features, picks, 1350, n_shots=9)[0])
+  shots = summarize.windowed_kts_shots(features, picks, 1350, 9, window=40)  # 3 windows of 30 steps
+  assert shots[0, 0] == 0 and shots[-1, 1] == 1349 and np.all(shots[1:, 0] == shots[:-1, 1] + 1)
+  assert len(shots) == 9 and {450, 900} <= set(shots[:, 0].tolist())  # the windows start shots
+
+
 def test_summarize_bad_input_is_one_line_naming_the_file_or_flag(runs, tmp_path, capsys):
   run = f"--workdir={runs['iptnet']}"
   out = f"--out={tmp_path / 'out'}"
