@@ -237,6 +237,8 @@ def test_supervised_model_beats_the_random_floor_on_generated_data(tmp_path):
     ("data.modalities", "video,smell", "modalities"),
     ("eval.cv_epochs", "999", "cv_epochs"),
     ("train.checkpoint_every_epochs", -1, "checkpoint_every_epochs"),
+    ("eval.smooth", 4, "eval.smooth"),
+    ("eval.compare_smooth", "3,x", "compare_smooth"),
 ])
 def test_bad_config_values_are_input_errors(tmp_path, field, value, match):
   config = load("highlight_tvsum", "smoke")
@@ -314,7 +316,19 @@ def test_cv_seeds_limits_cross_validation_to_the_first_seeds(tmp_path):
   config.data.domains = "D0"
   config.eval.cross_validate = True
   config.eval.cv_seeds = 1
+  config.eval.compare_smooth = "1,3"  # extra windows are scored beside the reported figure, which they leave alone
   results = train.train_and_evaluate_highlight(config, tmp_path)
   assert results["cv"]["seeds"] == [0] and results["seeds"] == [0, 1]
+  assert results["val_smooth"]["1"] == pytest.approx(results["mean"])
+  assert results["cv"]["smooth"]["1"] == pytest.approx(results["cv"]["mean"])
+  assert 0 <= results["val_smooth"]["3"] <= 1 and 0 <= results["cv"]["smooth"]["3"] <= 1
   assert sorted({(r["kind"], r["seed"], r.get("fold")) for r in rows_of(tmp_path)}) == [
       ("cv", 0, 1), ("cv", 0, 2), ("cv", 0, 3), ("cv", 0, 4), ("val", 0, None), ("val", 1, None)]
+
+
+def test_smoothing_is_a_centred_mean_over_the_clips_that_exist():
+  scores = np.array([0.0, 0.0, 3.0, 0.0, 6.0])
+  np.testing.assert_array_equal(train.smooth_scores(scores, 1), scores)
+  np.testing.assert_allclose(train.smooth_scores(scores, 3), [0.0, 1.0, 1.0, 3.0, 3.0])
+  np.testing.assert_allclose(train.smooth_scores(scores, 9), np.full(5, 1.8))  # wider than the video: its mean
+  np.testing.assert_allclose(train.smooth_scores(np.full(7, 2.5), 5), np.full(7, 2.5))

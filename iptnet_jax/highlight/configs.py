@@ -78,6 +78,10 @@ def base_config() -> ml_collections.ConfigDict:
   # UMT's best-epoch protocol, for comparison with the anchors only; never used for selection).
   config.eval.val_curve_every = 0
   config.eval.random_draws = 100
+  # Moving average over this many clips (odd) on the clip scores before the metric (1: none); compare_smooth,
+  # e.g. '3,5': also score these windows (logged, their CV / val means in results.json; never the reported figure).
+  config.eval.smooth = 1
+  config.eval.compare_smooth = ""
   return config
 
 

@@ -133,6 +133,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   require(0 < float(l.top_fraction) <= 1, "loss.top_fraction", l.top_fraction, "in (0, 1]")
   require(config.data.target in data_lib.TARGETS, "data.target", config.data.target, f"one of {data_lib.TARGETS}")
   require(int(config.data.eval_bucket) >= 1, "data.eval_bucket", config.data.eval_bucket, ">= 1")
+  smooth_windows(config)
   seeds(config)
   data_lib.parse_modalities(config.data.modalities)
 
@@ -283,6 +284,31 @@ def score_videos(trainer: Trainer, params, videos: Sequence[data_lib.Video], buc
     logits = trainer.predict(params, batch["features"], batch["mask"])
     out[video.video_id] = np.asarray(jax.device_get(logits))[0, :video.num_clips].astype(np.float64)
   return out
+
+
+def smooth_scores(scores: np.ndarray, window: int) -> np.ndarray:
+  """Centred moving average over `window` (odd) clips, over the clips that exist near the ends; 1 = as is.
+  Highlights span several 2-s clips, so a lone high clip is more likely noise than a highlight."""
+  if window <= 1:
+    return scores
+  half, index = window // 2, np.arange(len(scores))
+  sums = np.concatenate([[0.0], np.cumsum(scores, dtype=np.float64)])
+  lo, hi = np.maximum(index - half, 0), np.minimum(index + half + 1, len(scores))
+  return (sums[hi] - sums[lo]) / (hi - lo)
+
+
+def smooth_windows(config) -> tuple[int, tuple[int, ...]]:
+  """(eval.smooth, eval.compare_smooth): the reported window and the extra windows also scored."""
+  def odd(value, field):
+    if value < 1 or value % 2 == 0:
+      raise HighlightConfigError(f"config.eval.{field}: expected odd windows >= 1, got {value}")
+    return value
+
+  try:
+    extra = tuple(int(w) for w in str(config.eval.compare_smooth).replace(" ", "").split(",") if w)
+  except ValueError:
+    raise HighlightConfigError(f"config.eval.compare_smooth={config.eval.compare_smooth!r}: expected e.g. '3,5'") from None
+  return odd(int(config.eval.smooth), "smooth"), tuple(odd(w, "compare_smooth") for w in extra)
 
 
 def evaluate_scores(metric: str, scores: Mapping[str, np.ndarray], videos: Sequence[data_lib.Video]) -> float:
@@ -462,16 +488,24 @@ class HighlightRun(loop.Unit):
 
   def evaluate(self, state, phase, losses) -> loop.Evaluation:
     task = self.task
-    score = evaluate_scores(task.dataset.metric,
-                            score_videos(task.trainer, state.params, self.scored, task.bucket), self.scored)
+    logits = score_videos(task.trainer, state.params, self.scored, task.bucket)
+
+    def metric(window):
+      return evaluate_scores(task.dataset.metric, {k: smooth_scores(v, window) for k, v in logits.items()},
+                             self.scored)
+
     key = self.spec.kind  # 'val' or 'cv'
+    score = metric(task.smooth)
+    # Other smoothing windows of the same scores, for their comparison by CV; never the reported figure.
+    metrics = {key: score, **{f"{key}_smooth{w}": metric(w) for w in task.compare_smooth}}
     shown = {"loss": losses.get("train_loss", float("nan")), f"{key} {task.dataset.metric}": 100 * score}
     final = phase.epoch == self.total_epochs and self.spec.kind == "val"
-    return loop.Evaluation({key: score}, shown, {"final": (score, lambda: state.params)} if final else {})
+    return loop.Evaluation(metrics, shown, {"final": (score, lambda: state.params)} if final else {})
 
   def finish(self, state, outcome: loop.Outcome) -> dict:
     key = self.spec.kind
     return {**dataclasses.asdict(self.spec), "score": outcome.last[key],
+            "smooth": {str(w): outcome.last[f"{key}_smooth{w}"] for w in self.task.compare_smooth},
             "at_epoch": {str(e["epoch"]): e["metrics"][key] for e in outcome.evaluations},
             "final_train": outcome.phase_losses.get("train", {}), "steps": int(state.step),
             "seconds": time.perf_counter() - self._started}
@@ -489,6 +523,7 @@ class HighlightTask(loop.Task):
     self.cv_seeds = self.seeds[:cv_count] if cv_count > 0 else self.seeds
     self.curve_every = int(config.eval.val_curve_every)
     self.bucket = int(config.data.eval_bucket)
+    self.smooth, self.compare_smooth = smooth_windows(config)
     self.trainer = build_trainer(config)
     first = next(iter(dataset.videos.values()))
     self.feature_dims = {m: int(first.features[m].shape[1]) for m in self.trainer.modalities}
@@ -539,8 +574,17 @@ class HighlightTask(loop.Task):
       out["cv"]["at_epoch"] = {
           str(e): _summary({d: [fold_mean(d, s, str(e)) for s in self.cv_seeds] for d in self.domains},
                            self.cv_seeds)["mean"] for e in cv_epochs(config)}
+      out["cv"]["smooth"] = {
+          str(w): float(np.mean([fold_mean_smooth(cv, d, s, str(w)) for d in self.domains for s in self.cv_seeds]))
+          for w in self.compare_smooth}
+    if val and self.compare_smooth:
+      out["val_smooth"] = {str(w): float(np.mean([r["smooth"][str(w)] for r in val])) for w in self.compare_smooth}
     print(format_table(out))
     return out
+
+
+def fold_mean_smooth(cv_results, domain, seed, window: str) -> float:
+  return float(np.mean([r["smooth"][window] for r in cv_results if r["domain"] == domain and r["seed"] == seed]))
 
 
 def format_table(results: Mapping) -> str:
