@@ -6,6 +6,7 @@ features for the real annotations are generated into <workdir>/synthetic_charade
 says so). Relative paths are relative to the working directory (the repository root in these commands).
   python -m iptnet_jax.main --config=configs/charades.py --workdir=runs/charades
   python -m iptnet_jax.main --config=configs/charades.py:smoke --workdir=runs/charades_smoke   # ~1 min, CPU
+Variant `upstream`: upstream VSLNet's padding and vocabulary scope (experiments/lm_vs_upstream.py compares them).
 """
 
 import dataclasses
@@ -35,6 +36,9 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.data.feature_dir = "../shared/data/features/charades"  # {vid}.npy; absent here -> synthetic
   config.data.max_pos_len = 128
   config.data.max_videos = 0  # 0 = every video; N = the first N videos of each split
+  # Which annotation lines the word and char vocabularies count: "files" (every line, so ids do not depend on
+  # max_videos) or "used" (only the kept videos', as VSLNet counts the files it is given).
+  config.data.vocab_scope = "files"
   # Every distinct (video, query, char) padded shape compiles its own train step (tens of seconds each on CPU,
   # mostly the dropout RNG), so the query and char buckets are coarse: Charades-STA queries have at most 13 tokens
   # and its words at most 15 characters, so every batch has query length 16 and char length 16.
@@ -57,7 +61,10 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict()
   config.train.epochs = 100
   config.train.batch_size = 16
-  config.train.lr = 1e-4  # linear decay to 0 over all steps, no warmup
+  # "adamw": VSLNet's AdamW, lr decaying linearly to 0 over all steps, no warm-up; "adam": the released iPTNet
+  # LM's plain Adam at a constant lr without weight decay (lm/train.py make_optimizer).
+  config.train.optimizer = "adamw"
+  config.train.lr = 1e-4
   config.train.b1 = 0.9
   config.train.b2 = 0.999
   config.train.eps = 1e-6
@@ -86,6 +93,12 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     config.train.epochs = 5
     config.train.batch_size = 8
     config.train.lr = 4e-3
+  elif variant == "upstream":
+    # 26hzhang/VSLNet's own choices where this project deliberately differs (BUILD.md, 'Moment localization vs
+    # upstream VSLNet', has what each measured): the depthwise convolutions see the padded steps, and the
+    # vocabularies count only the annotation lines of the videos in use.
+    config.model.mask_conv_padding = False
+    config.data.vocab_scope = "used"
   elif variant != "default":
-    raise ValueError(f"configs/charades.py: unknown variant {variant!r}; expected 'default' or 'smoke'")
+    raise ValueError(f"configs/charades.py: unknown variant {variant!r}; expected 'default', 'smoke' or 'upstream'")
   return config

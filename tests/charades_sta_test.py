@@ -214,6 +214,26 @@ def test_max_videos_keeps_the_first_videos_of_each_split(data):
   assert dataset.num_words == 14  # vocabularies still come from every annotation
 
 
+def test_vocab_scope_used_counts_only_the_kept_videos(data):
+  every_line = _load(data, max_videos=1)
+  used = _load(data, max_videos=1, vocab_scope="used")
+  kept = used.train + used.test
+  assert [s.sample_id for s in kept] == [s.sample_id for s in every_line.train + every_line.test]
+  word_counts, char_counts = cs.count_tokens([s.words for s in kept])
+  # "'s" occurs only in VIDB's line, which max_videos=1 drops.
+  assert "'s" in every_line.word_vocab and "'s" not in used.word_vocab
+  assert list(used.word_vocab)[2:] == [w for w, _ in word_counts.most_common() if w in GLOVE_WORDS]
+  assert list(used.char_vocab)[2:] == [c for c, n in char_counts.most_common() if n >= 5]
+  assert used.num_chars < every_line.num_chars
+  # Ids follow the vocabulary they were encoded with; the GloVe rows follow the ids.
+  for sample in used.train:
+    assert sample.word_ids.tolist() == [used.word_vocab.get(w, cs.UNK_ID) for w in sample.words]
+  np.testing.assert_array_equal(used.word_vectors[used.word_vocab["book"]], _glove_vector(GLOVE_WORDS.index("book")))
+  assert _load(data, vocab_scope="used").word_vocab == _load(data).word_vocab  # without max_videos: the same
+  with pytest.raises(cs.CharadesDataError, match=r"vocab_scope: expected one of \('files', 'used'\), got 'all'"):
+    _load(data, vocab_scope="all")
+
+
 def test_synthetic_marker_is_exposed(tmp_path):
   data = _write_data(tmp_path, marker={"synthetic": True, "seed": 7, "recipe_name": "r", "recipe_version": 1})
   dataset = _load(data)

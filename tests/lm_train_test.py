@@ -61,12 +61,37 @@ class OptimizerTest(absltest.TestCase):
     updates, state = tx.update(jax.tree.map(jnp.ones_like, params), state, params)
     np.testing.assert_array_equal(updates["dense"]["kernel"], 0.0)  # lr has reached 0 after total_steps
 
+  def test_adam_is_plain_adam_at_a_constant_lr_without_decay(self):
+    config = _charades_config().train
+    config.optimizer, config.lr, config.eps = "adam", 1e-3, 1e-8
+    tx = lm_train.make_optimizer(config, total_steps=2)
+    params = {"dense": {"kernel": jnp.full((2,), 3.0)}}
+    state = tx.init(params)
+    updates, state = tx.update(jax.tree.map(jnp.zeros_like, params), state, params)
+    np.testing.assert_array_equal(updates["dense"]["kernel"], 0.0)  # no weight decay
+    for _ in range(3):  # gradient 0.1 after the zero one; the lr stays 1e-3 past total_steps
+      updates, state = tx.update({"dense": {"kernel": jnp.full((2,), 0.1)}}, state, params)
+    m_hat = 0.1 * (1 - 0.9) * (1 + 0.9 + 0.9 ** 2) / (1 - 0.9 ** 4)  # Adam's bias-corrected moments after 4 steps
+    v_hat = 0.01 * (1 - 0.999) * (1 + 0.999 + 0.999 ** 2) / (1 - 0.999 ** 4)
+    np.testing.assert_allclose(updates["dense"]["kernel"], -1e-3 * m_hat / (np.sqrt(v_hat) + 1e-8), rtol=1e-5)
+
+  def test_config_rejects_unknown_optimizer_and_vocab_scope(self):
+    for field, value in (("train.optimizer", "sgd"), ("data.vocab_scope", "all")):
+      config = _charades_config()
+      section, name = field.split(".")
+      config[section][name] = value
+      with self.assertRaisesRegex(lm_train.LMConfigError, rf"config.{field}='{value}': expected one of"):
+        lm_train.check_lm_config(config)
+
   def test_config_rejects_buckets_beyond_the_position_table(self):
     config = _charades_config()
     config.data.query_buckets = (24, 48)  # 128 words would pad to 144
     with self.assertRaisesRegex(lm_train.LMConfigError, "query_buckets"):
       lm_train.check_lm_config(config)
     lm_train.check_lm_config(_charades_config("smoke"))
+    upstream = _charades_config("upstream")
+    lm_train.check_lm_config(upstream)
+    self.assertEqual((upstream.model.mask_conv_padding, upstream.data.vocab_scope), (False, "used"))
 
 
 class TrainAndEvaluateTest(absltest.TestCase):

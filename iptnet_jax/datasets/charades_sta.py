@@ -15,10 +15,12 @@ Processing, as VSLNet does it:
 * Word vocabulary: 0 = PAD, 1 = UNK, then every token present in GloVe, most frequent first (ties keep first
   occurrence), counted over the splits in `vocab_splits`. VSLNet counts over **train and test** (its
   `vocab_emb_gen(data_list=[train, test])`), which is the default here; pass `vocab_splits=("train",)` to
-  count the training set only. `word_vectors` is (V, word_dim) float32 with rows 0 (PAD) and 1 (UNK) zero:
-  the model owns the trainable UNK vector and keeps the GloVe rows frozen. GloVe rows must all have one width,
-  and the vectors must cover at least a quarter of the counted query tokens (MIN_KNOWN_TOKEN_FRACTION): a wrong
-  GloVe file would otherwise leave (almost) every query word UNK.
+  count the training set only. With `max_videos`, `vocab_scope` says whether the whole files ("files", the
+  default) or only the kept videos' lines ("used", as VSLNet counts the files it is given) are counted.
+  `word_vectors` is (V, word_dim) float32 with rows 0 (PAD) and 1 (UNK) zero: the model owns the trainable
+  UNK vector and keeps the GloVe rows frozen. GloVe rows must all have one width, and the vectors must cover
+  at least a quarter of the counted query tokens (MIN_KNOWN_TOKEN_FRACTION): a wrong GloVe file would
+  otherwise leave (almost) every query word UNK.
 * Char vocabulary: 0 = PAD, 1 = UNK, then the characters occurring >= 5 times in the same splits' tokens,
   most frequent first.
 * Queries keep their first `max_pos_len` tokens. Videos longer than `max_pos_len` clips are average-pooled to
@@ -97,6 +99,7 @@ QUERY_BUCKETS = (8, 16, 24, 32, 48, 64, 96, 128)
 CHAR_BUCKETS = (4, 8, 16, 32)  # Charades-STA words have <= 15 chars: almost every batch is 8 or 16
 MIN_CHAR_LENGTH = 4  # VSLNet's char CNN has kernels up to width 4; shorter char axes would break it
 HIGHLIGHT_EXTENSION = 0.1
+VOCAB_SCOPES = ("files", "used")  # which annotation lines the vocabularies count (load_charades_sta)
 # The right GloVe file covers most query tokens (the shared 6B file: 86 % of Charades-STA's, nearly all the rest
 # being the sentence-final '.' it lacks); a wrong one (another language, casing or vocabulary) almost none. A
 # quarter is far from both, and leaves room for small hand-made vocabularies in tests.
@@ -628,27 +631,33 @@ def moment_ious(samples: Sequence[MomentSample], start_index, end_index) -> np.n
 
 def load_charades_sta(annotation_dir: str | Path, glove_path: str | Path, feature_dir: str | Path, *,
                       max_pos_len: int = 128, vocab_splits: Sequence[str] = SPLITS, char_min_count: int = 5,
-                      max_videos: int | None = None, cache_features: bool = True) -> CharadesSTA:
+                      max_videos: int | None = None, vocab_scope: str = "files",
+                      cache_features: bool = True) -> CharadesSTA:
   """Reads annotations, builds vocabularies and labels, and checks every needed feature file's shape.
 
   `max_videos` keeps the samples of the first N distinct videos of each split (file order; the same rule as
-  the synthetic generator's --max-videos). Vocabularies are always built from the full `vocab_splits`, so ids
-  do not depend on it.
+  the synthetic generator's --max-videos). `vocab_scope` says which annotations of `vocab_splits` the
+  vocabularies count (VOCAB_SCOPES): "files", every line of the annotation files, so that ids do not depend on
+  max_videos; or "used", only the kept videos' lines, as VSLNet counts whatever annotation files it is given
+  (on a subset it then has fewer chars reaching the count of 5; BUILD.md, 'Moment localization vs upstream').
   """
   if max_pos_len <= 0:
     raise CharadesDataError(f"max_pos_len: expected a positive length, got {max_pos_len}")
   unknown = [s for s in vocab_splits if s not in SPLITS]
   if unknown or not vocab_splits:
     raise CharadesDataError(f"vocab_splits: expected a non-empty subset of {SPLITS}, got {tuple(vocab_splits)}")
+  if vocab_scope not in VOCAB_SCOPES:
+    raise CharadesDataError(f"vocab_scope: expected one of {VOCAB_SCOPES}, got {vocab_scope!r}")
   annotations = load_split_annotations(annotation_dir)
-  word_counts, char_counts = count_tokens([a.words for s in SPLITS if s in vocab_splits for a in annotations[s]])
+  kept = {split: first_videos(annotations[split], max_videos) for split in SPLITS}
+  counted = kept if vocab_scope == "used" else annotations
+  word_counts, char_counts = count_tokens([a.words for s in SPLITS if s in vocab_splits for a in counted[s]])
   glove, word_dim = load_glove(glove_path, keep=set(word_counts))
   check_glove_coverage(word_counts, glove, glove_path, annotation_dir)
   word_vocab, word_vectors = build_word_vocab(word_counts, glove, word_dim)
   char_vocab = build_char_vocab(char_counts, char_min_count)
   store = VideoFeatureStore(feature_dir, max_pos_len, cache=cache_features)
-  samples = {split: make_samples(first_videos(annotations[split], max_videos), store, word_vocab, char_vocab,
-                                 max_pos_len) for split in SPLITS}
+  samples = {split: make_samples(kept[split], store, word_vocab, char_vocab, max_pos_len) for split in SPLITS}
   store.settle_feature_dim()
   return CharadesSTA(samples["train"], samples["test"], word_vocab, char_vocab, word_vectors, max_pos_len, store,
                      read_synthetic_marker(feature_dir))

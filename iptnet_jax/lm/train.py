@@ -84,6 +84,8 @@ def check_lm_config(config: ml_collections.ConfigDict, prefix: str = "") -> None
           "'title', 'domain' or 'both'")
   require(config.data.max_pos_len >= 1, "data.max_pos_len", "a positive length")
   require(config.data.max_videos >= 0, "data.max_videos", "0 (all) or a positive count")
+  require(config.data.get("vocab_scope", "files") in charades_sta.VOCAB_SCOPES, "data.vocab_scope",
+          f"one of {', '.join(charades_sta.VOCAB_SCOPES)}")
   for field in ("video_buckets", "query_buckets", "char_buckets"):
     buckets = tuple(config.data[field])
     require(bool(buckets) and all(b > 0 for b in buckets) and all(a < b for a, b in zip(buckets, buckets[1:])),
@@ -104,6 +106,7 @@ def check_lm_config(config: ml_collections.ConfigDict, prefix: str = "") -> None
   require(config.train.get("checkpoint_every_steps", 0) >= 0, "train.checkpoint_every_steps",
           "0 (epoch ends only) or a positive step count")
   require(config.train.weight_decay >= 0, "train.weight_decay", "non-negative")
+  require(config.train.get("optimizer", "adamw") in OPTIMIZERS, "train.optimizer", f"one of {', '.join(OPTIMIZERS)}")
   require(config.train.clip_norm > 0, "train.clip_norm", "a positive norm")
   require(config.eval.batch_size >= 1, "eval.batch_size", "at least 1")
 
@@ -128,10 +131,25 @@ def weight_decay_mask(params) -> dict:
   return jax.tree_util.tree_map_with_path(decays, params)
 
 
+OPTIMIZERS = ("adamw", "adam")
+
+
 def make_optimizer(train_config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+  """clip_by_global_norm(clip_norm), then train.optimizer:
+
+  * "adamw" (VSLNet's recipe, the default): AdamW with decoupled weight decay on the `weight_decay_mask`
+    leaves, lr decaying linearly to 0 over `total_steps`;
+  * "adam" (the released iPTNet LM's recipe, as iPTNet's LM phases run it): plain Adam at the constant lr, no
+    weight decay; with train.eps=1e-8 it is iPTNet's LM update (`iptnet.step.make_optimizer`).
+  """
+  kind = train_config.get("optimizer", "adamw")
+  clip = optax.clip_by_global_norm(train_config.clip_norm)
+  if kind == "adam":
+    return optax.chain(clip, optax.scale_by_adam(b1=train_config.b1, b2=train_config.b2, eps=train_config.eps),
+                       optax.scale(-train_config.lr))
   schedule = optax.linear_schedule(train_config.lr, 0.0, max(total_steps, 1))
   return optax.chain(
-      optax.clip_by_global_norm(train_config.clip_norm),
+      clip,
       optax.adamw(schedule, b1=train_config.b1, b2=train_config.b2, eps=train_config.eps,
                   weight_decay=train_config.weight_decay, mask=weight_decay_mask))
 
@@ -248,7 +266,8 @@ def load_lm_data(config: ml_collections.ConfigDict, workdir: Path):
   feature_dir = resolve_feature_dir(config, workdir)
   return charades_sta.load_charades_sta(config.data.annotation_dir, config.data.glove_path, feature_dir,
                                         max_pos_len=config.data.max_pos_len,
-                                        max_videos=config.data.max_videos or None)
+                                        max_videos=config.data.max_videos or None,
+                                        vocab_scope=config.data.get("vocab_scope", "files"))
 
 
 def lm_data_summary(dataset) -> dict:

@@ -1,0 +1,52 @@
+"""experiments/lm_vs_upstream.py: reading upstream's eval file, row specs and the seed summary (no training)."""
+
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("lm_vs_upstream", REPO / "experiments" / "lm_vs_upstream.py")
+experiment = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(experiment)
+
+
+def test_upstream_curve_keeps_each_epochs_last_evaluation(tmp_path):
+  # main_t7.py evaluates at mid-epoch and at the epoch's end; score_str is two lines per evaluation.
+  rows = [(1, 37, (30.0, 13.0, 4.0, 20.0)), (1, 74, (31.5, 14.25, 5.0, 21.0)), (2, 111, (40.0, 20.0, 8.0, 28.0)),
+          (2, 148, (41.0, 21.0, 9.5, 29.75))]
+  (tmp_path / "eval_results.txt").write_text("".join(
+      f"Epoch {e}, Step {s}:\nRank@1, IoU=0.3: {a:.2f}\tRank@1, IoU=0.5: {b:.2f}\tRank@1, IoU=0.7: {c:.2f}\t"
+      f"mean IoU: {d:.2f}\n" for e, s, (a, b, c, d) in rows))
+  curve = experiment.upstream_curve(tmp_path)
+  assert curve == {1: dict(zip(experiment.METRICS, (31.5, 14.25, 5.0, 21.0))),
+                   2: dict(zip(experiment.METRICS, (41.0, 21.0, 9.5, 29.75)))}
+  assert experiment.upstream_curve(tmp_path / "missing") == {}
+
+
+def test_summary_averages_the_last_epochs_then_the_seeds():
+  def curve(offset):
+    return {e: {k: float(e + offset) for k in experiment.METRICS} for e in range(1, 5)}
+
+  summary = experiment.summarize({1: curve(0), 2: curve(2), 3: {1: curve(9)[1]}}, last=2, epochs=4)
+  assert summary["seeds"] == [1, 2]  # seed 3 has not finished: left out
+  assert summary["per_seed"][1]["mIoU"] == 3.5 and summary["per_seed"][2]["mIoU"] == 5.5
+  stats = summary["R1@0.3"]
+  assert (stats["mean"], stats["min"], stats["max"]) == (4.5, 3.5, 5.5)
+  assert math.isclose(stats["std"], math.sqrt(2.0))  # sample std (ddof 1)
+
+
+def test_row_specs():
+  assert experiment.parse_row("nomask=configs/charades.py,model.mask_conv_padding=False", "ours") == (
+      "nomask", "configs/charades.py", ["model.mask_conv_padding=False"])
+  assert experiment.parse_row("t=torch", "torch") == ("t", "torch", [])
+  with pytest.raises(experiment.ExperimentError, match="OPTIMIZER one of"):
+    experiment.parse_row("t=sgd", "torch")
+  with pytest.raises(experiment.ExperimentError, match="expected NAME=CONFIG"):
+    experiment.parse_row("configs/charades.py", "ours")
+
+
+def test_out_folder_must_be_outside_the_repository():
+  with pytest.raises(experiment.ExperimentError, match="inside the repository"):
+    experiment.outside_repo(str(REPO / "runs" / "x"))
