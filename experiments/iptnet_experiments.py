@@ -25,8 +25,10 @@ random floor of each on the same test videos and shots.
     independent and is, if anything, too narrow.
 
 Rerunning the same command resumes: a finished run is read back, a partial one resumes inside its workdir
-(exact resume, iptnet_jax.loop). Tables go to stdout and <workdir>/experiments.json. Workdirs hold results of
-the shared data: keep them outside the repository.
+(exact resume, iptnet_jax.loop). Several copies of the command can share the plan (more cores or machines on
+one file system): a run another copy is training is skipped (its workdir is locked) and read at the end.
+Tables go to stdout and <workdir>/experiments.json. Workdirs hold results of the shared data: keep them outside
+the repository.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
 
 from iptnet_jax import config_defaults, fileio, run_log, stats, train  # noqa: E402
+from iptnet_jax import run_dir as run_dir_lib  # noqa: E402
 
 _CONFIG = flags.DEFINE_string("config", "configs/tvsum_i3d_iptnet.py", "Config file taking comma-separated variants.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the runs (one subfolder per run).")
@@ -113,7 +116,11 @@ def run_one(lm_data: str, method: str, seed: int) -> dict | None:
     return None
   print(f"\n=== LM data {lm_data}, {method}, seed {seed} -> {workdir} ===", flush=True)
   start = time.perf_counter()
-  result = train.train_and_evaluate(load_config(lm_data, method, seed), workdir)
+  try:
+    result = train.train_and_evaluate(load_config(lm_data, method, seed), workdir)
+  except run_dir_lib.WorkdirBusyError:
+    print(f"=== {lm_data} {method} seed {seed}: running in another process; skipped ===", flush=True)
+    return None
   print(f"=== {lm_data} {method} seed {seed}: {time.perf_counter() - start:.0f} s ===", flush=True)
   return result
 

@@ -357,3 +357,4 @@ def run(task: Task, info: run_dir.RunInfo, checkpoint_every_steps: int = 0) -> d
     return summary
   finally:
     states.close()
+    run_dir.release(info)

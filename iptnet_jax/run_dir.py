@@ -2,13 +2,18 @@
 refused (naming the first differing field) unless the user asks for `--overwrite`.
 
 Files: `config.json` (the full config, written once), `run.json` (run id, how many times the run was resumed).
+One process at a time: the run holds an exclusive lock on the workdir folder (`fcntl.flock`, released when the
+run ends or its process dies, even by SIGKILL); a second command on the same workdir is refused while the first
+runs, so two processes never write one run's checkpoints.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import json
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -24,6 +29,10 @@ RUN_FILE = "run.json"
 
 class WorkdirError(InputError):
   """The workdir cannot hold this run (another run's files, a path that is a file, a config change)."""
+
+
+class WorkdirBusyError(WorkdirError):
+  """Another process is running in the workdir."""
 
 
 def config_as_dict(config: ml_collections.ConfigDict) -> dict:
@@ -57,6 +66,25 @@ class RunInfo:
   run_id: str
   resumes: int  # 0 for a fresh run, n for its n-th rerun
   created: bool  # the workdir did not exist before this run
+  lock_fd: int | None = dataclasses.field(default=None, repr=False)  # the workdir's flock, held while it runs
+
+
+def _lock(workdir: Path) -> int:
+  fd = os.open(workdir, os.O_RDONLY)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    os.close(fd)
+    raise WorkdirBusyError(f"workdir {workdir}: another process is running this run; wait for it to end (or stop "
+                           "it: it saves its state and a rerun resumes)") from None
+  return fd
+
+
+def release(info: RunInfo) -> None:
+  """Releases the workdir's lock (the run ended); closing the folder's descriptor drops the flock."""
+  if info.lock_fd is not None:
+    os.close(info.lock_fd)
+    info.lock_fd = None
 
 
 def _check_folder(workdir: Path) -> None:
@@ -114,24 +142,30 @@ def claimed(workdir: str | Path, config: ml_collections.ConfigDict, overwrite: b
   in a workdir this call created, the workdir is removed again, so a failed start leaves nothing behind."""
   workdir = Path(workdir)
   check(workdir, config, overwrite)
-  if overwrite:
-    clear(workdir)
   created = not workdir.exists()
   try:
     workdir.mkdir(parents=True, exist_ok=True)
   except OSError as error:
     raise fileio.write_error(workdir, error) from None
+  lock_fd = _lock(workdir)  # busy: refused before anything is cleared or removed (the folder is the other's)
+  info = None
   try:
+    check(workdir, config, overwrite)  # again under the lock: a run may have started here since the first check
+    if overwrite:
+      clear(workdir)
     run_path = workdir / RUN_FILE
     if run_path.exists():
       run = json.loads(run_path.read_text())
-      info = RunInfo(workdir, run["run_id"], run["resumes"] + 1, created)
+      info = RunInfo(workdir, run["run_id"], run["resumes"] + 1, created, lock_fd)
     else:
-      info = RunInfo(workdir, uuid.uuid4().hex[:12], 0, created)
+      info = RunInfo(workdir, uuid.uuid4().hex[:12], 0, created, lock_fd)
     yield info
   except BaseException:
     if created:
       shutil.rmtree(workdir, ignore_errors=True)
+    os.close(lock_fd)
+    if info is not None:
+      info.lock_fd = None
     raise
 
 

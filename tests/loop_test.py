@@ -217,6 +217,27 @@ def test_failed_setup_leaves_no_workdir_behind(tmp_path):
   assert not (tmp_path / "run").exists()
 
 
+def test_a_second_process_on_a_running_workdir_is_refused_and_leaves_it_alone(tmp_path):
+  workdir = tmp_path / "run"
+  config = smoke_config()
+  with run_dir.claimed(workdir, config) as info:  # this process "runs" here until released
+    run_dir.record(info, config)
+    with pytest.raises(run_dir.WorkdirBusyError, match="another process is running this run"):
+      with run_dir.claimed(workdir, config, overwrite=True):
+        pass
+    process = _main(workdir)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1
+    assert stderr.strip().splitlines() == [
+        f"error: workdir {workdir}: another process is running this run; wait for it to end (or stop it: it saves "
+        "its state and a rerun resumes)"]
+    assert (workdir / "config.json").exists()  # neither refusal cleared or removed the running run's folder
+  run_dir.release(info)
+  result = train.train_and_evaluate(config, workdir)  # released: the run goes on (and releases at its end)
+  assert len(result["splits"]) == 2
+  assert train.train_and_evaluate(config, workdir) == result
+
+
 def read_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
   """Scalars of TensorBoard event files: TFRecord framing (length, crc, Event proto, crc), read here directly."""
   from tensorboardX.proto import event_pb2
