@@ -15,6 +15,8 @@ Sections (SECTIONS below; each returns table rows and a JSON record):
   scaling     the data-parallel SM step on 1, 2, 4, 8 simulated CPU devices (one subprocess each)
   loop        an SM epoch and a joint sm_data pass through the training loop (iptnet_jax.loop) vs the bare
               step loop: the loop's cost per step and per epoch (state checkpoint, metric rows)
+  handwritten what the hand-written low-level code buys: iptnet_jax.cpu_threefry (SM and LM epochs vs jax's
+              rolled threefry) and the LSTM's hand-written backward pass (vs autodiff of its lax.scan)
 
 Timing: warm-up runs excluded; the compared runners of a section run interleaved, round robin, `--repeats`
 times; medians are reported, with the spread in the detail column. PyTorch runs with as many intra-op threads
@@ -49,6 +51,7 @@ SECTIONS = {
     "eval": "benchmarks.evaluation",
     "scaling": "benchmarks.scaling",
     "loop": "benchmarks.loop",
+    "handwritten": "benchmarks.handwritten",
 }
 SECTION_NAMES = tuple(SECTIONS)
 

@@ -38,7 +38,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | Path, o
   """
   from iptnet_jax import cpu_threefry
 
-  cpu_threefry.use_unrolled_threefry_on_cpu()  # same random bits, faster dropout on CPU (its docstring)
+  # Same random bits, faster dropout on XLA:CPU (cpu_threefry's docstring); False keeps jax's own lowering.
+  # Configs without the field (the LM and highlight configs) get the default of config_defaults.sm_config.
+  unrolled_threefry = config.get("cpu_threefry", True)
+  if not isinstance(unrolled_threefry, bool):
+    raise ConfigError(f"config.cpu_threefry={unrolled_threefry!r}: expected True or False")
+  cpu_threefry.use_unrolled_threefry_on_cpu(unrolled_threefry)
   if config.task == "sm":
     from iptnet_jax.sm.train import train_and_evaluate_sm as trainer
   elif config.task == "lm":

@@ -1,12 +1,16 @@
-"""iptnet_jax.cpu_threefry: the unrolled threefry lowering on CPU draws the same bits without a while loop."""
+"""iptnet_jax.cpu_threefry: the unrolled threefry lowering on CPU draws the same bits without a while loop, only
+on CPU, only while jax's own CPU rule is the rolled one, behind config.cpu_threefry, and loudly when a hook moved."""
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
-from iptnet_jax import cpu_threefry
+from iptnet_jax import config_defaults, cpu_threefry, train
+
+pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="the rule is CPU-only")
 
 
 def _compiled_draws():
@@ -20,20 +24,31 @@ def _compiled_draws():
   return jax.jit(draws).lower(jax.random.key(3)).compile()
 
 
-def test_unrolled_lowering_draws_the_same_bits_without_a_loop():
-  if jax.default_backend() != "cpu":
-    pytest.skip("the rule is CPU-only")
-  if cpu_threefry._threefry_module() is None:
-    # This jax already lowers threefry unrolled on CPU (jax-ml/jax#37872): what the backport provides.
-    assert "while" not in _compiled_draws().as_text()
-    pytest.skip("this jax has no rolled CPU rule to replace")
+def _exported_text(platform: str) -> str:
+  """StableHLO of a fresh function drawing bits, exported for `platform` (no such device needed)."""
+
+  def bits(key):
+    return jax.random.bits(key, (7, 129))
+
+  return jax.export.export(jax.jit(bits), platforms=[platform])(jax.random.key(0)).mlir_module()
+
+
+@pytest.fixture
+def jax_rule():
+  """Runs the test from jax's own CPU rule and puts it back afterwards, whatever the test did."""
+  if cpu_threefry.cpu_rule() == cpu_threefry.UPSTREAM:
+    pytest.skip("this jax has no rolled CPU rule to replace (jax-ml/jax#37872 landed)")
   with cpu_threefry.lowering(unrolled=False):
-    assert cpu_threefry.describe() == "jax's rolled loop"
-    rolled = _compiled_draws()
-    with cpu_threefry.lowering(unrolled=True):
-      assert cpu_threefry.describe() == "unrolled (iptnet_jax.cpu_threefry)"
-      unrolled = _compiled_draws()
-    assert cpu_threefry.describe() == "jax's rolled loop"  # the context restores the rule before it
+    yield
+
+
+def test_unrolled_lowering_draws_the_same_bits_without_a_loop(jax_rule):
+  assert cpu_threefry.describe() == "jax's rolled loop"
+  rolled = _compiled_draws()
+  with cpu_threefry.lowering(unrolled=True):
+    assert cpu_threefry.describe() == "unrolled (iptnet_jax.cpu_threefry)"
+    unrolled = _compiled_draws()
+  assert cpu_threefry.describe() == "jax's rolled loop"  # the context restores the rule before it
   assert "while" in rolled.as_text()  # jax's rolled hash: one loop per draw
   assert "while" not in unrolled.as_text()
   key = jax.random.key(11)
@@ -45,15 +60,77 @@ def test_unrolled_lowering_draws_the_same_bits_without_a_loop():
   assert 0.7 < float(jnp.mean(mask > 0)) < 0.9
 
 
-def test_train_and_evaluate_turns_it_on(monkeypatch, tmp_path):
-  """The seam applies the backport before any trainer builds a step."""
-  import ml_collections
+def test_only_the_cpu_lowering_changes(jax_rule):
+  texts = {}
+  for unrolled in (False, True):  # one call site, so the two exports carry the same source locations
+    with cpu_threefry.lowering(unrolled=unrolled):
+      texts[unrolled] = {platform: _exported_text(platform) for platform in ("cpu", "cuda", "tpu")}
+  assert texts[False]["cuda"] == texts[True]["cuda"]
+  assert texts[False]["tpu"] == texts[True]["tpu"]
+  assert texts[False]["cpu"] != texts[True]["cpu"]
+  assert "while" in texts[False]["cpu"] and "while" not in texts[True]["cpu"]
 
-  from iptnet_jax import train
 
+def test_switching_off_restores_jaxs_rule(jax_rule):
+  assert cpu_threefry.use_unrolled_threefry_on_cpu(True)
+  assert cpu_threefry.cpu_rule() == cpu_threefry.UNROLLED
+  assert not cpu_threefry.use_unrolled_threefry_on_cpu(False)
+  assert cpu_threefry.cpu_rule() == cpu_threefry.ROLLED
+  assert "while" in _compiled_draws().as_text()
+
+
+def test_a_jax_with_the_upstream_lowering_is_left_alone(jax_rule, monkeypatch):
+  from jax._src.interpreters import mlir
+  from jax._src.random import threefry2x32
+
+  # jax-ml/jax#37872 removes the CPU-specific registration: CPU falls back to the unrolled rule of all platforms.
+  monkeypatch.delitem(mlir._platform_specific_lowerings["cpu"], threefry2x32.threefry2x32_p)
+  assert cpu_threefry.cpu_rule() == cpu_threefry.UPSTREAM
+  assert not cpu_threefry.use_unrolled_threefry_on_cpu(True)
+  assert threefry2x32.threefry2x32_p not in mlir._platform_specific_lowerings["cpu"]  # nothing registered
+  assert "while" not in _compiled_draws().as_text()
+
+
+@pytest.mark.parametrize("hook", ["_threefry2x32_lowering_rule", "threefry2x32_p"])
+def test_a_moved_hook_fails_loudly_and_changes_nothing(jax_rule, monkeypatch, hook):
+  from jax._src.random import threefry2x32
+
+  monkeypatch.delattr(threefry2x32, hook)
+  with pytest.raises(cpu_threefry.CpuThreefryHookError, match=rf"jax\._src\.random\.threefry2x32\.{hook}.*"
+                                                              r"config\.cpu_threefry=False"):
+    cpu_threefry.use_unrolled_threefry_on_cpu(True)
+  assert not cpu_threefry.use_unrolled_threefry_on_cpu(False)  # the switch never needs the hooks
+  monkeypatch.undo()
+  assert cpu_threefry.cpu_rule() == cpu_threefry.ROLLED
+
+
+def test_an_unknown_cpu_rule_is_not_replaced(jax_rule, monkeypatch):
+  from jax._src.interpreters import mlir
+  from jax._src.random import threefry2x32
+
+  entries = mlir._platform_specific_lowerings["cpu"]
+  other = mlir.LoweringRuleEntry(lambda ctx, *args: None, True)
+  monkeypatch.setitem(entries, threefry2x32.threefry2x32_p, other)
+  with pytest.raises(cpu_threefry.CpuThreefryHookError, match="neither jax's rolled rule"):
+    cpu_threefry.use_unrolled_threefry_on_cpu(True)
+  assert entries[threefry2x32.threefry2x32_p] is other
+
+
+def _train_with(monkeypatch, tmp_path, **fields):
+  """train_and_evaluate on a config with an unknown task (it stops after the threefry switch); the switch's
+  argument."""
   calls = []
-  monkeypatch.setattr(cpu_threefry, "use_unrolled_threefry_on_cpu", lambda: calls.append(1))
-  config = ml_collections.ConfigDict({"task": "no such task"})
-  with pytest.raises(ValueError, match="config.task"):
-    train.train_and_evaluate(config, tmp_path)
-  assert calls == [1]
+  monkeypatch.setattr(cpu_threefry, "use_unrolled_threefry_on_cpu", calls.append)
+  with pytest.raises(config_defaults.ConfigError, match="config.task"):
+    train.train_and_evaluate(ml_collections.ConfigDict({"task": "no such task", **fields}), tmp_path)
+  return calls
+
+
+def test_train_and_evaluate_follows_config_cpu_threefry(monkeypatch, tmp_path):
+  """The seam applies the backport before any trainer builds a step, as config.cpu_threefry says."""
+  assert config_defaults.sm_config().cpu_threefry is True
+  assert _train_with(monkeypatch, tmp_path) == [True]  # LM / highlight configs have no field: the default
+  assert _train_with(monkeypatch, tmp_path, cpu_threefry=True) == [True]
+  assert _train_with(monkeypatch, tmp_path, cpu_threefry=False) == [False]
+  with pytest.raises(config_defaults.ConfigError, match=r"^config\.cpu_threefry='no': expected True or False$"):
+    train.train_and_evaluate(ml_collections.ConfigDict({"task": "sm", "cpu_threefry": "no"}), tmp_path)

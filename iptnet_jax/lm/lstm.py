@@ -8,8 +8,10 @@ Why a custom VJP: differentiating `lax.scan` makes every step of the backward lo
 (an outer product and an add of a (4H, H) matrix per step), and XLA:CPU runs each loop step as a sequence of
 small kernels. Here the backward loop only carries dh and dc and emits each step's gate gradients; dW_hh is
 then one (4H, T*B) x (T*B, H) matmul after the loop. Same mathematics, a different summation order (float32
-results agree to rounding, tests/lm_lstm_test.py). Timed by the `lm-profile` row 'fwd+bwd LSTM' of
-`python -m benchmarks.run --only lm` (VSLNet's sizes: batch 16, 64 steps, H = 128); figures in BUILD.md.
+results agree to rounding, tests/lm_lstm_test.py). Kept because it is measurably faster than autodiff of the same
+scan: `python -m benchmarks.run --only handwritten` times both in the same rounds, the recurrence alone at
+VSLNet's sizes (batch 16, 64 steps, H = 128: 1.4-1.5x) and the whole LM train epoch (1.1-1.2x); figures in
+BUILD.md, 'Dropout randomness on CPU'.
 """
 
 from __future__ import annotations
