@@ -13,9 +13,12 @@ run:
   loss, so the SM and the LM learn from their own labels in every round as well as from each other;
 * smaller widths (features 128 instead of 1024, attention 128, LM dim 64) and the first 300 Charades videos
   of each split.
-Deviations from the paper's settings, for speed only: no warm-ups, these widths, the learning rates (SM 1e-3
-instead of 1e-5, LM 1e-3 instead of 5e-4: 45 SM and 150 LM steps per split) and the epoch count. The numbers are synthetic and say only that the pipeline learns:
-the final table prints them against the random floors on the same test videos and queries.
+Deviations from the paper's settings, for speed only: no warm-ups, these widths, the learning rates (SM 5e-4
+instead of 1e-5, LM 1e-3 instead of 5e-4: 90 SM and 150 LM steps of 4 examples per split) and the epoch count.
+The numbers are synthetic and say only that the pipeline learns: the final table prints them against the random
+floors on the same test videos and queries. The two synthetic datasets share nothing (the summarization
+generator's concepts are not Charades' words), so the cross-task terms have nothing to transfer here; the SM's
+margin over its floor is small and varies with the split (8 test videos), the LM's is large.
 `--config=configs/quickstart.py:smoke` shrinks it further (the tests use it).
 """
 
@@ -42,7 +45,7 @@ def get_config(variant: str = "default"):
   config.data.source = "synthetic"
   config.data.default_h5 = ""
   synthetic = config.data.synthetic
-  synthetic.num_videos = 30
+  synthetic.num_videos = 40
   synthetic.feature_dim = FEATURE_DIM
   synthetic.min_steps = 40
   synthetic.max_steps = 64
@@ -52,12 +55,12 @@ def get_config(variant: str = "default"):
   config.model.num_heads = 4
   config.model.num_hidden = 64
   config.eval.metric = "avg"  # 20 TVSum-like users
-  # A quarter of each split's training videos selects the model (24 train / 6 test videos per split -> 18 / 6 / 6):
+  # A quarter of each split's training videos selects the model (32 train / 8 test videos per split -> 24 / 8 / 8):
   # the table's selection then never reads test (its 'DSNet conv.' column is the optimistic test selection).
   config.data.val_fraction = 0.25
   config.train.epochs = 15
-  config.train.batch_size = 8
-  config.train.lr = 5e-4  # 3 SM steps per epoch: 45 steps in all
+  config.train.batch_size = 4
+  config.train.lr = 5e-4  # 6 SM steps per epoch: 90 in all
   config.iptnet.sm_warmup_epochs = 0
   config.iptnet.lm_warmup_epochs = 0
   config.iptnet.lm_steps_per_phase = 10
@@ -78,7 +81,7 @@ def get_config(variant: str = "default"):
   if variant == "smoke":
     synthetic.num_videos = 12
     config.train.epochs = 2
-    config.train.batch_size = lm.train.batch_size = 4
+    config.train.batch_size = lm.train.batch_size = 2
     config.iptnet.lm_steps_per_phase = 3
     config.eval.random_seeds = 2
     lm.data.max_videos = 20

@@ -90,6 +90,7 @@ def highlight_figure(path: str | Path, seconds: np.ndarray, curve: np.ndarray, s
     ax.text(end, y, f" {rank + 1}: {start:.1f}-{end:.1f} s ({span['score']:.2f})", va="center", fontsize=8)
   ax.set_xlim(0, duration)
   ax.set_ylim(0, 1.12 + 0.09 * len(spans))
+  ax.set_yticks([0, 0.5, 1])  # the curve's range; the bars above it are the ranked spans
   ax.set_xlabel("time (s)")
   ax.set_ylabel("highlight")
   ax.set_title(title, fontsize=10)
