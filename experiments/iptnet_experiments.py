@@ -10,7 +10,7 @@ in its own workdir, and tabulates them:
       --lm_data=default --seeds=0 --workdir=/tmp/demo_transfer                       # synthetic, minutes
 
 Protocol (defaults; configs/tvsum_i3d_iptnet.py, variant `protocol`): SM on TVSum-I3D rgb over DSNet's 5 splits;
-12 SM epochs (2 SM-only warm-up); model selection on a validation subset of 20 % of each split's training videos
+6 SM epochs (2 SM-only warm-up) at DSNet's SM lr 5e-5; model selection on a validation subset of 20 % of each split's training videos
 (fixed per split: the same videos for every method and seed), reported beside DSNet's convention (best epoch on
 test, optimistic); F1, Kendall's tau and Spearman's rho of the step importance (Otani et al. 2019), and the
 random floor of each on the same test videos and shots.
