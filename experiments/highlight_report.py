@@ -224,6 +224,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   except InputError as error:
     print(f"error: {error}", file=sys.stderr)
     return 1
+  except Exception as error:
+    from iptnet_jax.loop import RunInterrupted  # imported here: floors and table need no jax
+
+    if not isinstance(error, RunInterrupted):
+      raise
+    print(error, file=sys.stderr)  # SIGTERM / SIGINT saved the state; the same command resumes
+    return 128 + error.signum
   return 0
 
 
