@@ -172,7 +172,7 @@ def export_torch(workdir: str | Path, out: str | Path) -> dict:
       state, shift, args = dsnet_af_state_dict(run.sm, config)
       path = _save(state, out / "dsnet_af" / "checkpoint" / f"{name}.{split}.pt")
       manifest["dsnet_af"].append({"split": split, "file": str(path), "upstream_args": args,
-                                   "from": str(run.sm.checkpoint_dir), **run_models._brief(run.sm.metadata)})
+                                   "from": str(run.sm.checkpoint_dir), **run_models.brief_metadata(run.sm.metadata)})
       if shift:
         shift_path = _save(shift, out / "iptnet" / f"split_{split}.shift_head.pt")
         manifest["iptnet_shift"].append({"split": split, "file": str(shift_path),

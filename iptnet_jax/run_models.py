@@ -91,13 +91,14 @@ class TrainedRun:
     info = {"workdir": str(self.workdir.absolute()), "run_id": self.run_id, "task": self.task,
             "finished": self.finished, "split": self.split}
     if self.sm is not None:
-      info["sm_checkpoint"] = {"dir": str(self.sm.checkpoint_dir), **_brief(self.sm.metadata)}
+      info["sm_checkpoint"] = {"dir": str(self.sm.checkpoint_dir), **brief_metadata(self.sm.metadata)}
     if self.lm is not None:
-      info["lm_checkpoint"] = {"dir": str(self.lm.checkpoint_dir), **_brief(self.lm.metadata)}
+      info["lm_checkpoint"] = {"dir": str(self.lm.checkpoint_dir), **brief_metadata(self.lm.metadata)}
     return info
 
 
-def _brief(metadata: dict) -> dict:
+def brief_metadata(metadata: dict) -> dict:
+  """The checkpoint facts worth quoting in an output file: epoch, candidate model, score, steps."""
   return {k: metadata[k] for k in ("epoch", "model", "score", "steps") if k in metadata}
 
 
