@@ -44,6 +44,9 @@ def query_vocabulary(run: run_models.TrainedRun) -> tuple[dict, dict]:
   if source == "charades_sta":
     annotation_dir, glove_path = lm_config.data.annotation_dir, lm_config.data.glove_path
     annotations = charades_sta.load_split_annotations(annotation_dir)
+    if lm_config.data.get("vocab_scope", "files") == "used":  # only the kept videos' lines (load_charades_sta)
+      max_videos = lm_config.data.get("max_videos", 0) or None
+      annotations = {split: charades_sta.first_videos(annotations[split], max_videos) for split in annotations}
     word_counts, char_counts = charades_sta.count_tokens(
         [a.words for split in charades_sta.SPLITS for a in annotations[split]])
     glove, word_dim = charades_sta.load_glove(glove_path, keep=set(word_counts))

@@ -287,6 +287,10 @@ def test_localize_refuses_runs_without_an_lm_and_changed_vocabularies(runs, tmp_
   try:
     config_path.write_text(json.dumps(config))
     assert "is not the one the LM" in _error_line(capsys, localize.main, [f"--workdir={runs['iptnet']}", *argv])
+    config = json.loads(original)  # vocab_scope='used' with max_videos=1: the first video's words only
+    config["lm"]["data"].update(vocab_scope="used", max_videos=1)
+    config_path.write_text(json.dumps(config))
+    assert "is not the one the LM" in _error_line(capsys, localize.main, [f"--workdir={runs['iptnet']}", *argv])
   finally:
     config_path.write_text(original)
   for query, message in (("   ", "--query='   ': no words"), ("zebra giraffe", "none of its words (giraffe, zebra)")):
