@@ -24,9 +24,17 @@ LM_LR = 5e-3
 STEPS = 3
 
 
+# Leaves whose gradient is analytically zero (a softmax is shift-invariant: the attention key bias, the start /
+# end logit biases): Adam turns the float rounding noise there into full +-lr steps of either sign, which differ
+# between any two programs (iptnet_fixtures.train_joint_steps says the same).
+SHIFT_INVARIANT = ("['feature_encoder']['attention_block']['key']['conv1d']['bias']",
+                   "['predictor']['start_block_2']['conv1d']['bias']", "['predictor']['end_block_2']['conv1d']['bias']")
+
+
 def _max_relative_difference(a, b) -> float:
   return max(float(np.linalg.norm(np.asarray(x) - np.asarray(y)) / max(np.linalg.norm(np.asarray(y)), 1e-12))
-             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+             for (path, x), y in zip(jax.tree_util.tree_flatten_with_path(a)[0], jax.tree.leaves(b))
+             if jax.tree_util.keystr(path) not in SHIFT_INVARIANT)
 
 
 @pytest.mark.slow  # compiles the joint step (minutes on 2 busy CPU cores)
@@ -52,9 +60,13 @@ def test_lm_only_phase_steps_are_the_lm_trainers_adam_steps():
         joint_state, constants, batches.joint_batch(step_lib.LM_ONLY, lm=lm_batch, feature_dim=fx.FEATURE_DIM))
     lm_state, lm_metrics = lm_step(lm_state, constants, lm_train.device_fields(lm_batch))
     np.testing.assert_allclose(float(joint_metrics["lm_supervised"]), float(lm_metrics["loss"]), rtol=1e-5)
-  moved = _max_relative_difference(jax.device_get(lm_state.params), initial_lm)
-  assert moved > 1e-3, moved  # the steps did move the LM
-  assert _max_relative_difference(jax.device_get(joint_state.params["lm"]), jax.device_get(lm_state.params)) < 1e-4
+  # Compared as displacements from the start, so that a small difference in the updates is not hidden by the
+  # size of the parameters.
+  lm_moved = jax.tree.map(lambda p, p0: np.asarray(p) - p0, jax.device_get(lm_state.params), initial_lm)
+  joint_moved = jax.tree.map(lambda p, p0: np.asarray(p) - p0, jax.device_get(joint_state.params["lm"]), initial_lm)
+  assert min(np.linalg.norm(x) for x in jax.tree.leaves(lm_moved)) > 0  # every LM leaf moved
+  # Measured: 4e-6; with train.eps=1e-6 instead of iPTNet's 1e-8 it is 0.76, weight decay 0.01: 0.63, clip 0.5: 0.02.
+  assert _max_relative_difference(joint_moved, lm_moved) < 1e-3
 
 
 def test_lm_alone_schedule_is_lm_passes_only():
