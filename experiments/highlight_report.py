@@ -27,7 +27,6 @@ Grids (the supplement's ablations; base variant --variant, default av):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from collections.abc import Sequence
@@ -39,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
 
-from iptnet_jax.config_defaults import apply_overrides, parse_override  # noqa: E402
+from iptnet_jax import config_defaults  # noqa: E402
 from iptnet_jax.errors import InputError  # noqa: E402
 
 # TencentARC/UMT README, UMT-S per TVSum domain (top-5 mAP, video + audio; best val epoch of 500).
@@ -59,14 +58,8 @@ GRIDS = {
 
 
 def load_config(spec: str, overrides: Sequence[str] = ()):
-  path, _, variant = spec.partition(":")
-  path = Path(path) if Path(path).is_absolute() else REPO / path
-  module_spec = importlib.util.spec_from_file_location(f"highlight_config_{path.stem}", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  config = module.get_config(variant) if variant else module.get_config()
-  apply_overrides(config, [parse_override(o) for o in overrides])
-  return config
+  """configs/FILE.py[:variant] (relative to the repository) with FIELD=VALUE overrides."""
+  return config_defaults.load_config_file(spec, overrides, root=REPO)
 
 
 def _outside_repo(path: str) -> Path:

@@ -33,7 +33,6 @@ the repository.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import time
@@ -73,18 +72,14 @@ NAIVE_LM = ("charades", "default")  # the config's own LM data: no variant
 
 
 def load_config(lm_data: str, method: str, seed: int):
-  spec = importlib.util.spec_from_file_location("experiment_config", REPO / _CONFIG.value
-                                                if not Path(_CONFIG.value).is_absolute() else _CONFIG.value)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
   variants = [_BASE.value, "" if lm_data in NAIVE_LM else lm_data, METHOD_VARIANTS[method]]
-  config = module.get_config(",".join(v for v in variants if v))
+  config = config_defaults.load_config_file(f"{_CONFIG.value}:{','.join(v for v in variants if v)}", _SET.value,
+                                            root=REPO)
   config.seed = seed
   if _SPLITS.value:
     config.data.splits = _SPLITS.value
   if _EPOCHS.value:
     config.train.epochs = _EPOCHS.value
-  config_defaults.apply_overrides(config, [config_defaults.parse_override(item) for item in _SET.value])
   return config
 
 

@@ -37,7 +37,6 @@ R1@{0.3,0.5,0.7} and mIoU, %, evaluated after every epoch), the seed range, and 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -57,7 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
 
-from iptnet_jax.config_defaults import apply_overrides, parse_override  # noqa: E402
+from iptnet_jax import config_defaults  # noqa: E402
 from iptnet_jax.errors import InputError  # noqa: E402
 
 METRICS = ("R1@0.3", "R1@0.5", "R1@0.7", "mIoU")
@@ -74,17 +73,8 @@ class ExperimentError(InputError):
 # ------------------------------------------------------------------------------------------------ configs
 
 def load_config(spec: str, overrides: Sequence[str] = ()):
-  """configs/FILE.py[:variant] with FIELD=VALUE overrides."""
-  path, _, variant = spec.partition(":")
-  path = Path(path) if Path(path).is_absolute() else REPO / path
-  if not path.is_file():
-    raise ExperimentError(f"{path}: config file not found")
-  module_spec = importlib.util.spec_from_file_location(f"lm_config_{path.stem}", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  config = module.get_config(variant) if variant else module.get_config()
-  apply_overrides(config, [parse_override(o) for o in overrides])
-  return config
+  """configs/FILE.py[:variant] (relative to the repository) with FIELD=VALUE overrides."""
+  return config_defaults.load_config_file(spec, overrides, root=REPO)
 
 
 def parse_row(spec: str, kind: str) -> tuple[str, str, list[str]]:

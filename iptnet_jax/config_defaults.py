@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib.util
 import math
+from collections.abc import Sequence
+from pathlib import Path
 
 import ml_collections
 
@@ -230,3 +233,21 @@ def apply_overrides(config, overrides) -> None:
     if leaf not in node:
       raise ConfigError(f"--set {field}: the config has no field '{leaf}'")
     node[leaf] = _override_value(field, value, node[leaf])
+
+
+def load_config_file(spec: str, overrides: Sequence[str] = (), *, root: str | Path | None = None
+                     ) -> ml_collections.ConfigDict:
+  """'configs/FILE.py[:variants]' (relative to `root`, default the working folder) with FIELD=VALUE overrides: the
+  one loader of config files for the experiments (the command line goes through ml_collections' config_flags)."""
+  path_text, _, variant = spec.partition(":")
+  path = Path(path_text)
+  if not path.is_absolute() and root is not None:
+    path = Path(root) / path
+  if not path.is_file():
+    raise ConfigError(f"{path}: config file not found")
+  module_spec = importlib.util.spec_from_file_location(f"config_file_{path.stem}", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  config = module.get_config(variant) if variant else module.get_config()
+  apply_overrides(config, [parse_override(item) for item in overrides])
+  return config
