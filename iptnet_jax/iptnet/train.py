@@ -314,8 +314,10 @@ class IPTNetTask(loop.Task):
   def report(self, results: list[dict]) -> dict:
     config, loaded, name = self.config, self.loaded, self.name
     label = "F1" if config.eval.protocol == "fscore" else "top-5 mAP"
-    keys = ("test_score", "dsnet_test_score", "last_test_score", "random_score", "test_tau", "test_rho",
-            "random_tau", "random_rho")
+    # tau / rho need per-user step scores (TVSum has them; synthetic and SumMe files do not): no NaN columns
+    ranked = all(math.isfinite(r["test_tau"]) for r in results)
+    keys = ("test_score", "dsnet_test_score", "last_test_score", "random_score",
+            *(("test_tau", "test_rho", "random_tau", "random_rho") if ranked else ()))
     scale = {k: 100 if k.endswith("score") else 1 for k in keys}
     rows = [[r["index"], r["selected_epoch"], r["selected_model"], r["selection"],
              *(r[k] * scale[k] for k in keys)] for r in results]
@@ -323,11 +325,11 @@ class IPTNetTask(loop.Task):
     rows.append(["mean", "", "", "", *(mean(k) * scale[k] for k in keys)])
     synthetic = " [synthetic summarization data]" if config.data.source == "synthetic" else ""
     if config.iptnet.joint:
-      print(f"\n{name}: {label} (%) per split{synthetic}; 'DSNet conv.' = best epoch and model on test "
-            "(optimistic); tau / rho: Kendall / Spearman of the step importance with the users (Otani et al.)")
+      print(f"\n{name}: {label} (%) per split{synthetic}; 'DSNet conv.' = best epoch and model on test (optimistic)"
+            + ("; tau / rho: Kendall / Spearman of the step importance with the users (Otani et al.)" if ranked else ""))
       print(run_log.format_table(["split", "epoch", "model", "selected on", f"test {label}",
-                                  f"DSNet conv. {label}", f"last-epoch {label}", f"random {label}", "tau", "rho",
-                                  "random tau", "random rho"], rows))
+                                  f"DSNet conv. {label}", f"last-epoch {label}", f"random {label}",
+                                  *(("tau", "rho", "random tau", "random rho") if ranked else ())], rows))
     else:  # the LM-alone schedule never trains or scores the SM
       print(f"\n{name}: the SM is not trained; LM results only")
     lm_means = lm_random = None
