@@ -56,7 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
   sys.path.insert(0, str(REPO))
 
-from iptnet_jax import config_defaults  # noqa: E402
+from iptnet_jax import config_defaults, stats  # noqa: E402
 from iptnet_jax.errors import InputError  # noqa: E402
 
 METRICS = ("R1@0.3", "R1@0.5", "R1@0.7", "mIoU")
@@ -420,6 +420,17 @@ def format_table(rows: dict[str, dict], floor: dict[str, float], last: int) -> s
     cells = [f"{summary[k]['mean']:.2f} ± {summary[k]['std']:.2f} [{summary[k]['min']:.2f}, {summary[k]['max']:.2f}]"
              for k in METRICS]
     lines.append(f"| {name} | {','.join(map(str, summary['seeds']))} | " + " | ".join(cells) + " |")
+  if "upstream" in rows:  # seeds of the two codebases draw different random streams: unpaired (Welch)
+    for name, summary in rows.items():
+      if name == "upstream":
+        continue
+      cells = []
+      for k in METRICS:
+        diff = stats.welch_difference([summary["per_seed"][s][k] for s in summary["seeds"]],
+                                      [rows["upstream"]["per_seed"][s][k] for s in rows["upstream"]["seeds"]])
+        cells.append(f"{diff.mean:+.2f}" + (f" [{diff.ci_low:+.2f}, {diff.ci_high:+.2f}]; p {diff.p_value:.2f}"
+                                             if diff.ci_low is not None else ""))
+      lines.append(f"| {name} − upstream (Welch 95 % CI; p) | | " + " | ".join(cells) + " |")
   lines.append("| random span (expected) | | " + " | ".join(f"{floor[k]:.2f}" for k in METRICS) + " |")
   return "\n".join(lines)
 

@@ -129,3 +129,42 @@ def paired_difference(a: Mapping | Sequence[float], b: Mapping | Sequence[float]
   low, high = interval if interval is not None else (None, None)
   return PairedDifference(float(differences.mean()), low, high, int(a.shape[0]), confidence, method,
                           tuple(map(float, differences)), keys, tuple(map(float, a)), tuple(map(float, b)))
+
+
+@dataclasses.dataclass(frozen=True)
+class UnpairedDifference:
+  """mean(a) - mean(b) of two independent samples with Welch's t interval (unequal variances)."""
+  mean: float
+  ci_low: float | None
+  ci_high: float | None
+  p_value: float | None
+  dof: float | None
+  n_a: int
+  n_b: int
+  confidence: float
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def welch_difference(a: Sequence[float], b: Sequence[float], *, confidence: float = 0.95) -> UnpairedDifference:
+  """Welch's t interval and two-sided p of mean(a) - mean(b) for independent runs (e.g. seeds of two codebases
+  whose random streams differ, so seed k of one is not paired with seed k of the other): half-width
+  t_{(1+c)/2, dof} * sqrt(s_a^2/n_a + s_b^2/n_b), dof by Welch-Satterthwaite. Fewer than two values on a side,
+  or no spread on both: no interval (None)."""
+  if not 0 < confidence < 1:
+    raise StatsInputError(f"confidence: expected a level in (0, 1), got {confidence}")
+  a, b = _values("a", a), _values("b", b)
+  if a.shape[0] == 0 or b.shape[0] == 0:
+    raise StatsInputError(f"a / b: expected at least one value on each side, got {a.shape[0]} and {b.shape[0]}")
+  mean = float(a.mean() - b.mean())
+  if min(a.shape[0], b.shape[0]) < 2:
+    return UnpairedDifference(mean, None, None, None, None, int(a.shape[0]), int(b.shape[0]), confidence)
+  var_a, var_b = a.var(ddof=1) / a.shape[0], b.var(ddof=1) / b.shape[0]
+  if var_a + var_b == 0:
+    return UnpairedDifference(mean, None, None, None, None, int(a.shape[0]), int(b.shape[0]), confidence)
+  dof = (var_a + var_b) ** 2 / (var_a ** 2 / (a.shape[0] - 1) + var_b ** 2 / (b.shape[0] - 1))
+  half = scipy_stats.t.ppf((1 + confidence) / 2, dof) * math.sqrt(var_a + var_b)
+  p_value = 2 * scipy_stats.t.sf(abs(mean) / math.sqrt(var_a + var_b), dof)
+  return UnpairedDifference(mean, mean - half, mean + half, float(p_value), float(dof), int(a.shape[0]),
+                            int(b.shape[0]), confidence)

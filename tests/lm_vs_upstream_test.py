@@ -50,3 +50,22 @@ def test_row_specs():
 def test_out_folder_must_be_outside_the_repository():
   with pytest.raises(experiment.ExperimentError, match="inside the repository"):
     experiment.outside_repo(str(REPO / "runs" / "x"))
+
+
+def test_table_gives_each_row_minus_upstream_with_welchs_interval():
+  def curves(offsets):
+    return {seed: {e: {k: float(10 * e + off) for k in experiment.METRICS} for e in range(1, 3)}
+            for seed, off in enumerate(offsets)}
+
+  rows = {"ours": experiment.summarize(curves([1.0, 3.0, 2.0]), last=1, epochs=2),
+          "upstream": experiment.summarize(curves([0.0, 1.0, 0.5]), last=1, epochs=2)}
+  floor = {k: 0.0 for k in experiment.METRICS}
+  lines = experiment.format_table(rows, floor, last=1).splitlines()
+  difference = next(line for line in lines if line.startswith("| ours − upstream"))
+  # means 22.0 and 20.5 at epoch 2: +1.50; Welch's interval from the stats module (tested against scipy there)
+  expected = experiment.stats.welch_difference([21.0, 23.0, 22.0], [20.0, 21.0, 20.5])
+  assert f"+1.50 [{expected.ci_low:+.2f}, {expected.ci_high:+.2f}]; p {expected.p_value:.2f}" in difference
+  assert difference.count("+1.50") == len(experiment.METRICS)
+  assert not any(line.startswith("| upstream − upstream") for line in lines)
+  no_upstream = experiment.format_table({"ours": rows["ours"]}, floor, last=1)
+  assert "−" not in no_upstream.replace("random span", "")

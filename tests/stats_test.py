@@ -1,5 +1,5 @@
 """Paired mean difference with Student-t and percentile-bootstrap intervals; expectations from tables and by
-hand, not from scipy."""
+hand, not from scipy (Welch's unpaired interval: against scipy.stats.ttest_ind, a separate implementation)."""
 
 import itertools
 import json
@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from iptnet_jax import stats
 from iptnet_jax.errors import InputError
@@ -103,3 +104,28 @@ def test_bad_inputs(a, b, kwargs, message):
   with pytest.raises(stats.StatsInputError, match=message) as error:
     stats.paired_difference(a, b, **kwargs)
   assert isinstance(error.value, InputError)
+
+
+def test_welch_difference_matches_scipy_ttest_ind():
+  rng = np.random.default_rng(3)
+  a, b = rng.normal(1.0, 2.0, 5), rng.normal(0.0, 0.5, 4)
+  result = stats.welch_difference(a, b)
+  reference = scipy_stats.ttest_ind(a, b, equal_var=False)
+  low, high = reference.confidence_interval(0.95)
+  assert result.mean == pytest.approx(a.mean() - b.mean())
+  assert (result.ci_low, result.ci_high) == (pytest.approx(low), pytest.approx(high))
+  assert result.p_value == pytest.approx(reference.pvalue)
+  assert result.dof == pytest.approx(reference.df)
+
+
+def test_welch_difference_without_spread_or_pairs_has_no_interval():
+  assert stats.welch_difference([1.0], [0.0, 2.0]).ci_low is None
+  constant = stats.welch_difference([1.0, 1.0], [2.0, 2.0])
+  assert constant.mean == -1.0 and constant.ci_high is None and constant.p_value is None
+
+
+def test_welch_difference_rejects_bad_input_in_one_line():
+  with pytest.raises(stats.StatsInputError, match="a: expected finite numbers"):
+    stats.welch_difference([1.0, float("nan")], [1.0, 2.0])
+  with pytest.raises(stats.StatsInputError, match="at least one value on each side"):
+    stats.welch_difference([], [1.0])
