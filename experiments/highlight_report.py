@@ -147,8 +147,13 @@ def ablate(grid: str, root: str, variant_spec: str, overrides: Sequence[str], va
 def table(rows: Sequence[str], floors_path: str | None) -> str:
   loaded = []
   for item in rows:
-    label, _, path = item.partition("=")
-    loaded.append((label, json.loads((Path(path) / "results.json").read_text())))
+    label, sep, path = item.rpartition("=")  # the last '=': labels may hold one ("R=8"), workdirs rarely do
+    results_path = Path(path) / "results.json"
+    if not sep or not label:
+      raise InputError(f"--rows {item!r}: expected LABEL=WORKDIR")
+    if not results_path.is_file():
+      raise InputError(f"--rows {label}: {results_path} not found (the run has not finished or the folder is wrong)")
+    loaded.append((label, json.loads(results_path.read_text())))
   dataset = loaded[0][1]["dataset"]
   umt = UMT_TVSUM if dataset == "tvsum" else UMT_YOUTUBE
   domains = loaded[0][1]["domains"]
