@@ -26,6 +26,11 @@ import jax
 import orbax.checkpoint as ocp
 
 from iptnet_jax import fileio
+from iptnet_jax.errors import InputError
+
+
+class CheckpointMissingError(InputError, FileNotFoundError):
+  """A folder given as a run's checkpoints holds none (a wrong path, or a run that never saved)."""
 
 
 _SPACE_MARGIN = 256 * 1024  # bytes for orbax's metadata files and the JSON record
@@ -189,7 +194,7 @@ class BestCheckpoint(_Folder):
     """(params, metadata) of the kept checkpoint; `abstract_params` gives structure, shapes and dtypes."""
     step = self._manager.latest_step()
     if step is None:
-      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+      raise CheckpointMissingError(f"{self.directory}: no checkpoint in this folder (expected one saved by a finished run)")
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_params)
     restored = self._manager.restore(step, args=ocp.args.Composite(
         params=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()))
@@ -200,7 +205,7 @@ class BestCheckpoint(_Folder):
     readers of a finished run (summarize, localize, export) that do not know the feature width in advance."""
     step = self._manager.latest_step()
     if step is None:
-      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+      raise CheckpointMissingError(f"{self.directory}: no checkpoint in this folder (expected one saved by a finished run)")
     restored = self._manager.restore(step, args=ocp.args.Composite(
         params=ocp.args.StandardRestore(), metadata=ocp.args.JsonRestore()))
     return restored.params, restored.metadata

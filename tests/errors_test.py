@@ -130,3 +130,29 @@ def test_command_line_stops_on_a_bad_synthetic_spec_with_one_line(tmp_path):
 def test_errors_module_documents_the_base_class():
   assert issubclass(errors.InputError, ValueError)  # callers that catch ValueError keep working
   assert issubclass(errors.MissingDependencyError, ImportError)
+
+
+def test_an_empty_checkpoint_folder_is_an_input_error_naming_the_folder(tmp_path):
+  from iptnet_jax import checkpoint
+
+  with pytest.raises(checkpoint.CheckpointMissingError, match=f"{tmp_path}: no checkpoint") as caught:
+    checkpoint.BestCheckpoint(tmp_path).restore_saved()
+  assert isinstance(caught.value, InputError) and isinstance(caught.value, FileNotFoundError)
+
+
+def test_a_missing_domain_split_file_is_an_input_error(tmp_path):
+  from iptnet_jax.vsumm import highlight
+
+  with pytest.raises(highlight.DomainSplitsNotFoundError, match="umt_domain_splits.json") as caught:
+    highlight.domain_splits(tmp_path / "umt_domain_splits.json")
+  assert isinstance(caught.value, InputError) and isinstance(caught.value, FileNotFoundError)
+
+
+def test_a_batch_the_devices_do_not_divide_is_an_input_error():
+  from iptnet_jax.iptnet import step
+
+  mesh = step.make_mesh(1)
+  fake = type("Mesh", (), {"size": 2})()  # two devices' worth: 3 rows do not split; no second device needed
+  with pytest.raises(step.BatchShardingError, match="batch of 3 rows cannot be split over 2 devices"):
+    step.shard_batch({"features": np.zeros((3, 4), np.float32)}, fake)
+  assert step.shard_batch({"features": np.zeros((2, 4), np.float32)}, mesh)["features"].shape == (2, 4)

@@ -37,6 +37,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from iptnet_jax.errors import InputError
 from iptnet_jax.iptnet import propagation, teaching
 from iptnet_jax.lm import losses as lm_losses
 from iptnet_jax.lm.model import VSLNet
@@ -207,6 +208,10 @@ def make_joint_step(sm_model: DSNetAF, lm_model: VSLNet, tx: optax.GradientTrans
   return jax.jit(step, donate_argnums=0, out_shardings=(replicated, replicated))
 
 
+class BatchShardingError(InputError):
+  """A configured batch size that the device count does not divide (the message says which to choose)."""
+
+
 def make_mesh(num_devices: int | None = None) -> jax.sharding.Mesh:
   """A 1-D data-parallel mesh over the first `num_devices` devices (all by default)."""
   devices = jax.devices()[:num_devices] if num_devices else jax.devices()
@@ -237,15 +242,14 @@ def shard_batch(batch: dict, mesh: jax.sharding.Mesh) -> dict:
   Every process builds the same global batch and hands over its own rows, so the same code runs on one
   host and on a multi-host pod (jax.distributed).
   """
-  data = NamedSharding(mesh, P("data"))
-  replicated = NamedSharding(mesh, P())
-  num_processes, index = jax.process_count(), jax.process_index()
-
   batch = jax.tree.map(np.asarray, batch)
   for x in jax.tree.leaves(batch):
     if x.ndim and x.shape[0] % mesh.size:
-      raise ValueError(f"batch of {x.shape[0]} rows cannot be split over {mesh.size} devices; choose batch sizes "
-                       "that are multiples of the device count")
+      raise BatchShardingError(f"batch of {x.shape[0]} rows cannot be split over {mesh.size} devices; choose "
+                               "batch sizes that are multiples of the device count")
+  data = NamedSharding(mesh, P("data"))
+  replicated = NamedSharding(mesh, P())
+  num_processes, index = jax.process_count(), jax.process_index()
   shardings = jax.tree.map(lambda x: data if x.ndim else replicated, batch)
   if num_processes == 1:  # one transfer call for the whole tree: measurably cheaper per step than leaf by leaf
     return jax.device_put(batch, shardings)

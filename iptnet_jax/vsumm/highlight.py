@@ -40,6 +40,10 @@ import numpy as np
 from iptnet_jax.vsumm.knapsack import VsummInputError
 
 
+class DomainSplitsNotFoundError(VsummInputError, FileNotFoundError):
+  """The UMT domain split file is missing (a user-supplied path)."""
+
+
 class HighlightInputError(VsummInputError):
   """Scores, annotations or split files for highlight detection that do not have the expected form."""
 
@@ -119,7 +123,7 @@ def domain_splits(path: str | os.PathLike) -> dict[str, dict[str, tuple[str, ...
   """Reads umt_domain_splits.json: {domain: {'train': (YouTube ids), 'val': (YouTube ids)}}."""
   path = Path(path)
   if not path.is_file():
-    raise FileNotFoundError(f"domain split file not found: {path} (umt_domain_splits.json lives in "
+    raise DomainSplitsNotFoundError(f"domain split file not found: {path} (umt_domain_splits.json lives in "
                             "<shared data>/features/tvsum/)")
   try:
     raw = json.loads(path.read_text())
