@@ -124,7 +124,10 @@ def run_one(lm_data: str, method: str, seed: int) -> dict | None:
 
 METRICS = (("test_score", "F1 (val-selected)", 100), ("dsnet_test_score", "F1 (DSNet conv.)", 100),
            ("last_test_score", "F1 (last epoch)", 100), ("test_tau", "tau (val-sel.)", 1),
-           ("test_rho", "rho (val-sel.)", 1))
+           ("test_rho", "rho (val-sel.)", 1),
+           # the selection signal itself (the selected epoch's F1 on the validation videos): what a sweep compares
+           ("val_score", "F1 val (selection)", 100))
+PAIRED_KEYS = ("test_score", "dsnet_test_score", "test_tau", "test_rho")
 FLOORS = (("random_score", "F1", 100), ("random_tau", "tau", 1), ("random_rho", "rho", 1))
 
 
@@ -162,7 +165,7 @@ def method_table(results: dict) -> tuple[str, dict]:
       values = [s[key] * scale for s in floors["splits"]]
       cells.append(mean_std(values))
       summary.setdefault("random", {})[key] = float(np.mean(values))
-    rows.append(["", "random scores", len(floors["splits"]), cells[0], cells[0], cells[0], cells[1], cells[2]])
+    rows.append(["", "random scores", len(floors["splits"]), cells[0], cells[0], cells[0], cells[1], cells[2], ""])
   headers = ["LM data", "method", "runs", *(label for _, label, _ in METRICS)]
   text = ("Summarization on the test videos, mean ± std over (split, seed) runs; F1 in %; tau / rho: Kendall / "
           "Spearman of the step importance with each user, mean over users then videos\n"
@@ -180,7 +183,7 @@ def paired_table(results: dict) -> tuple[str, dict]:
   comparisons += [(lm, "iptnet") for lm in _LM_DATA.value[1:] if (lm, "iptnet") in results]
   for lm_data, method in comparisons:
     runs = results[(lm_data, method)]
-    for key, label, scale in METRICS[:2] + METRICS[3:]:
+    for key, label, scale in (m for m in METRICS if m[0] in PAIRED_KEYS):
       a = {k: v * scale for seed, r in runs.items() for k, v in per_run(r, key, seed).items()}
       b = {k: v * scale for seed, r in baseline.items() for k, v in per_run(r, key, seed).items()}
       # tau / rho are undefined (NaN) on data without per-user scores: such metrics get no paired row.

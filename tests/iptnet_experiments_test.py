@@ -54,3 +54,37 @@ def test_report_only_lists_what_is_missing(tmp_path):
   out = json.loads((tmp_path / "experiments.json").read_text())
   assert len(out["missing"]) == 4 and not out["runs"]
   assert "not finished yet (4)" in done.stdout
+
+
+def _fake_result(method: str, offset: float) -> dict:
+  splits = [{"index": i, "test_score": 0.40 + offset + 0.01 * i, "dsnet_test_score": 0.45 + offset,
+             "last_test_score": 0.39 + offset, "test_tau": 0.1, "test_rho": 0.12, "val_score": 0.50 + offset + 0.02 * i,
+             "random_score": 0.43, "random_tau": 0.0, "random_rho": 0.0} for i in range(2)]
+  return {"method": method, "splits": splits}
+
+
+def _check_tables():
+  """Run in a fresh interpreter by the test below (the script's absl flags would clash with iptnet_jax.main's)."""
+  sys.path.insert(0, str(SCRIPT.parent))
+  import iptnet_experiments as experiment
+
+  experiment.flags.FLAGS(["iptnet_experiments", "--lm_data=youtube", "--workdir=/tmp/unused"])
+  results = {("youtube", "iptnet"): {0: _fake_result("iPTNet", 0.02)}, ("youtube", "L"): {0: _fake_result("L", 0.0)}}
+  text, summary = experiment.method_table(results)
+  assert "F1 val (selection)" in text.splitlines()[1]
+  assert summary["youtube/iptnet"]["val_score"]["mean"] == pytest.approx(53.0)  # val 50 + 2 (offset) + 2 i over splits i = 0, 1, in %
+  random_row = next(line for line in text.splitlines() if "random scores" in line)
+  assert random_row.split()[-1] == "0.00"  # tau / rho floors last; no val column for random scores
+  _, paired = experiment.paired_table(results)
+  assert set(paired["paired"]) == {"iptnet_minus_iptnet_L", "iptnet_minus_iptnet_L_dsnet",
+                                   "iptnet_minus_iptnet_L_tau", "iptnet_minus_iptnet_L_rho"}
+  assert paired["paired"]["iptnet_minus_iptnet_L"]["mean"] == pytest.approx(2.0)
+  print("tables ok")
+
+
+@pytest.mark.slow  # a subprocess: the script defines absl flags ("config") that iptnet_jax.main also defines
+def test_tables_show_the_validation_score_and_pair_only_test_metrics():
+  code = f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); import iptnet_experiments_test as t; t._check_tables()"
+  done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert done.stdout.strip().endswith("tables ok")
