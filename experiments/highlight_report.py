@@ -147,10 +147,14 @@ def ablate(grid: str, root: str, variant_spec: str, overrides: Sequence[str], va
 def table(rows: Sequence[str], floors_path: str | None) -> str:
   loaded = []
   for item in rows:
-    label, sep, path = item.rpartition("=")  # the last '=': labels may hold one ("R=8"), workdirs rarely do
-    results_path = Path(path) / "results.json"
-    if not sep or not label:
+    # Labels ("R=8") and ablation workdirs ("model.rank=8") may both hold '=': the split is the first '=' after
+    # which an existing folder follows (else the first '=', and the missing folder is reported).
+    cuts = [i for i, c in enumerate(item) if c == "=" and i > 0]
+    if not cuts:
       raise InputError(f"--rows {item!r}: expected LABEL=WORKDIR")
+    cut = next((i for i in cuts if Path(item[i + 1:]).is_dir()), cuts[0])
+    label, path = item[:cut], item[cut + 1:]
+    results_path = Path(path) / "results.json"
     if not results_path.is_file():
       raise InputError(f"--rows {label}: {results_path} not found (the run has not finished or the folder is wrong)")
     loaded.append((label, json.loads(results_path.read_text())))

@@ -23,8 +23,8 @@ def _results(folder: Path, values: dict, std: float) -> Path:
   return folder
 
 
-def test_table_rows_with_labels_holding_equals_signs_and_the_floors(tmp_path, capsys):
-  run = _results(tmp_path / "av", {"VT": 0.70, "VU": 0.60}, 0.02)
+def test_table_rows_with_labels_and_workdirs_holding_equals_signs_and_the_floors(tmp_path, capsys):
+  run = _results(tmp_path / "model.rank=8", {"VT": 0.70, "VU": 0.60}, 0.02)  # ablate's workdir names
   floors = tmp_path / "floors.json"
   floors.write_text(json.dumps({"random": {"per_domain": {"VT": 0.4, "VU": 0.5}, "mean": 0.45},
                                 "ridge": {"video": {"per_domain": {"VT": 0.6, "VU": 0.7}, "mean": 0.65}},
