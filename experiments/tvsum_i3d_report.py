@@ -14,9 +14,9 @@
    domain's val video; prints the 10 domain figures, their mean and the random floor.
 
 Every config field can be changed as for iptnet_jax.main, --config.FIELD=VALUE (e.g. --config.train.lr=1e-4
---config.model.num_hidden=64), applied to both configs after --epochs. Runs (metrics.jsonl, checkpoints, report.json) go to --workdir, default
-<data>/runs/<time>. JAX's persistent compilation cache (<data>/../jax_cache) spares recompiling the same
-shapes for every split; --no-compile-cache turns it off.
+--config.model.num_hidden=64), applied to both configs after --epochs. Runs (metrics.jsonl, checkpoints,
+report.json) go to --workdir, default <data>/runs/<time>. JAX's persistent compilation cache
+(<data>/../jax_cache) spares recompiling the same shapes for every split; --no-compile-cache turns it off.
 """
 
 from __future__ import annotations

@@ -252,8 +252,9 @@ def test_non_editable_install_runs_the_demo_and_parity_from_another_folder(tmp_p
   assert where.returncode == 0, where.stderr
   assert Path(where.stdout.strip()).is_relative_to(purelib), where.stdout  # the installed copy, not this checkout
   # The installed config files, loaded by path as --config loads them, import their siblings from the install.
+  installed_config = f"{purelib / 'configs' / 'iptnet_demo.py'}:smoke,T"
   configs = run("-c", "import configs, configs.common; from iptnet_jax import config_defaults as d; "
-                f"c = d.ConfigArgs({str(purelib / 'configs' / 'iptnet_demo.py') + ':smoke,T'!r}).load(); d.validate(c); "
+                f"c = d.ConfigArgs({installed_config!r}).load(); d.validate(c); "
                 "print(configs.common.__file__, c.iptnet.teaching)")
   assert configs.returncode == 0, configs.stderr
   location, teaching = configs.stdout.split()
