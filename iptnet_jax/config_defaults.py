@@ -10,6 +10,7 @@ main through absl's flags, the experiments through `parse_config_flags`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import traceback
@@ -208,8 +209,6 @@ def _check_iptnet(config: ml_collections.ConfigDict) -> None:
            "empty for iPTNet runs (only task='lm' starts from a VSLNet checkpoint)")
 
 
-
-
 TASKS = ("sm", "lm", "iptnet", "highlight")
 
 
@@ -280,12 +279,13 @@ def describe_flag_error(error: BaseException, argv: Sequence[str]) -> str:
   return f"--config: {text if text.startswith(name) else f'{name}: {text}'}{where}"
 
 
-def _parse_config(flag: str, define, argv: list[str]) -> ml_collections.ConfigDict:
-  """Runs ml_collections' parsing of `--config...` arguments (those `define` registers the flag for) on a private
-  set of flags, so that a tool with its own command line parses a config exactly as iptnet_jax.main does."""
+def _parse_config(argv: list[str], define) -> ml_collections.ConfigDict:
+  """Parses `--config...` arguments with ml_collections' flag (`define`: config_flags.DEFINE_config_file or _dict)
+  on a private set of flags, so that a tool with its own command line reads a config exactly as iptnet_jax.main."""
   flag_values = flags.FlagValues()
   try:
-    holder = define(flag, flag_values=flag_values, lock_config=True, sys_argv=argv)  # a dict's overrides parse here
+    # sys_argv: the flag finds its overrides there (by default in sys.argv); a dict's overrides parse right here.
+    holder = define("config", flag_values=flag_values, lock_config=True, sys_argv=argv)
     flag_values(argv)
     config = holder.value
     getattr(config, "task", None)  # ml_collections reports a config file it could not load only at first use
@@ -316,14 +316,14 @@ class ConfigArgs:
       raise ConfigError("--config: expected a config file, e.g. --config=configs/demo.py")
     variants = self.variants if variants is None else variants
     argv = ["config", f"--config={self.path}:{variants}" if variants else f"--config={self.path}", *self.overrides]
-    return _parse_config("config", lambda name, **kw: config_flags.DEFINE_config_file(name, None, **kw), argv)
+    return _parse_config(argv, functools.partial(config_flags.DEFINE_config_file, default=None))
 
   def apply(self, config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The overrides set on a config built in code (for a tool that makes its configs itself)."""
+    """The overrides set on a config built in code (for a tool that makes its configs itself); the config is
+    changed in place and locked (no new fields), as a loaded one."""
     if not self.overrides:
       return config
-    argv = ["config", *self.overrides]
-    return _parse_config("config", lambda name, **kw: config_flags.DEFINE_config_dict(name, config, **kw), argv)
+    return _parse_config(["config", *self.overrides], functools.partial(config_flags.DEFINE_config_dict, config=config))
 
 
 def parse_config_flags(argv: Sequence[str], *, default: str | None = None, root: str | Path | None = None
