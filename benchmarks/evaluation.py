@@ -3,24 +3,15 @@ knapsack keyshots, F1 against 20 users), using experiments/bench_eval.py's split
 
 from __future__ import annotations
 
-import importlib.util
 import time
 
 import numpy as np
 
 from benchmarks import common
-
-
-def bench_eval_module():
-  path = common.REPO_ROOT / "experiments" / "bench_eval.py"
-  spec = importlib.util.spec_from_file_location("benchmarks_bench_eval", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from experiments import bench_eval as bench
 
 
 def run(args) -> tuple[list[common.Row], dict]:
-  bench = bench_eval_module()
   rng = np.random.default_rng(args.seed)
   videos = [bench.make_video(rng) for _ in range(args.eval_videos)]
   frames = [inputs.n_frames for inputs, _ in videos]

@@ -14,7 +14,6 @@ VSLNet's eager loop (benchmarks/torch_refs.py: AdamW + clip 1.0 + linear decay),
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
+from configs import charades
 from iptnet_jax import cpu_threefry
 from iptnet_jax.datasets import charades_sta
 from iptnet_jax.datasets.batching import bucket_length
@@ -89,11 +89,7 @@ def word_vectors(seed: int = 0, word_dim: int = WORD_DIM) -> np.ndarray:
 
 
 def lm_config():
-  path = common.REPO_ROOT / "configs" / "charades.py"
-  spec = importlib.util.spec_from_file_location("benchmarks_charades_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return charades.get_config()
 
 
 class OursLM:

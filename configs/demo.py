@@ -5,10 +5,14 @@ Nothing to download: the first run writes the synthetic eccv16 h5 and split file
 `--config=configs/demo.py:smoke` shrinks it to seconds (used by the tests).
 """
 
+from configs import common
 from iptnet_jax import config_defaults
+
+VARIANTS = ("default", "smoke")
 
 
 def get_config(variant: str = "default"):
+  variant = common.variant(variant, VARIANTS, __file__)
   config = config_defaults.sm_config()
   config.data.source = "synthetic"
   config.data.default_h5 = ""
@@ -32,6 +36,4 @@ def get_config(variant: str = "default"):
     config.model.num_hidden = 32
     config.train.epochs = 2
     config.eval.random_seeds = 2
-  elif variant != "default":
-    raise ValueError(f"configs/demo.py: unknown variant {variant!r}; expected 'default' or 'smoke'")
   return config

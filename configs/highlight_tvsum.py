@@ -20,21 +20,21 @@ Data: the shared data folder's features/tvsum (data.root, default $IPTNET_SHARED
 Selection: none on the val video; the last step of the fixed schedule is scored. Seeds: config.seeds.
 """
 
-from iptnet_jax.highlight import configs
+from configs import common
+from iptnet_jax.highlight import configs as highlight_configs
 
 VARIANTS = ("av", "video", "audio", "weak", "weak_video", "smoke")
 
 
 def get_config(variant: str = "av"):
-  if variant not in VARIANTS:
-    raise ValueError(f"configs/highlight_tvsum.py: unknown variant {variant!r}; expected one of {VARIANTS}")
-  config = configs.base_config()
+  variant = common.variant(variant, VARIANTS, __file__)
+  config = highlight_configs.base_config()
   if variant in ("video", "weak_video"):
     config.data.modalities = "video"
   if variant == "audio":
     config.data.modalities = "audio"
   if variant.startswith("weak"):
-    configs.weak(config)
+    highlight_configs.weak(config)
   if variant == "smoke":
-    configs.smoke(config, "tvsum")
+    highlight_configs.smoke(config, "tvsum")
   return config

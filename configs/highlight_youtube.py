@@ -8,15 +8,15 @@ weakly supervised regime: the domain's train videos positive, other domains' neg
 Split ids without features (28 in the release) are skipped. Selection: none on the val videos.
 """
 
-from iptnet_jax.highlight import configs
+from configs import common
+from iptnet_jax.highlight import configs as highlight_configs
 
 VARIANTS = ("video", "weak", "smoke")
 
 
 def get_config(variant: str = "video"):
-  if variant not in VARIANTS:
-    raise ValueError(f"configs/highlight_youtube.py: unknown variant {variant!r}; expected one of {VARIANTS}")
-  config = configs.base_config()
+  variant = common.variant(variant, VARIANTS, __file__)
+  config = highlight_configs.base_config()
   config.data.source = "youtube"
   config.data.modalities = "video"
   config.data.video_streams = "rgb"
@@ -27,10 +27,10 @@ def get_config(variant: str = "video"):
   config.train.steps_per_epoch = 5
   config.eval.cv_folds = 4  # 19..67 train videos per domain: 4 folds rather than one per video
   if variant == "weak":
-    configs.weak(config)
+    highlight_configs.weak(config)
     config.train.steps_per_epoch = 5
   if variant == "smoke":
-    configs.smoke(config, "youtube")
+    highlight_configs.smoke(config, "youtube")
     config.data.modalities = "video"
     config.train.batch_size = 3
   return config

@@ -1,29 +1,22 @@
 """iPTNet on the embedded synthetic data: synthetic summarization videos (configs/demo.py) + Charades-STA's real
 annotations with SYNTHETIC features for a subset of its videos. Nothing to download.
   python -m iptnet_jax.main --config=configs/iptnet_demo.py --workdir=runs/iptnet_demo
-Variants, comma-separated: smoke (seconds; the tests use it), and one ablation of P, T, L (configs/tvsum.py),
+Variants, comma-separated: smoke (seconds; the tests use it), and ablations P, T, L, lm_alone (configs/tvsum.py),
 e.g. --config=configs/iptnet_demo.py:smoke,T
 """
 
-import importlib.util
-from pathlib import Path
+from configs import common, demo
+from iptnet_jax import config_defaults
 
-
-def _sibling(name):
-  spec = importlib.util.spec_from_file_location(f"config_{name}", Path(__file__).with_name(f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+VARIANTS = ("smoke", *common.ABLATIONS)
 
 
 def get_config(variants: str = ""):
-  names = [v for v in variants.split(",") if v]
-  tvsum = _sibling("tvsum")
-  demo = _sibling("demo").get_config("smoke" if "smoke" in names else "default")
-  from iptnet_jax import config_defaults
-  config = config_defaults.iptnet_config(tvsum.lm_config())
-  config.data, config.model, config.eval = demo.data, demo.model, demo.eval
-  config.train.batch_size = demo.train.batch_size
+  names = common.variants(variants, VARIANTS, __file__)
+  sm_demo = demo.get_config("smoke" if "smoke" in names else "default")
+  config = config_defaults.iptnet_config(common.lm_config())
+  config.data, config.model, config.eval = sm_demo.data, sm_demo.model, sm_demo.eval
+  config.train.batch_size = sm_demo.train.batch_size
   config.train.lr = 1e-4
   config.train.epochs = 8
   config.iptnet.sm_warmup_epochs = 2
@@ -51,5 +44,5 @@ def get_config(variants: str = ""):
     config.train.batch_size = 4
   for name in names:
     if name != "smoke":
-      tvsum.apply_variant(config, name)
+      common.apply_ablation(config, name)
   return config

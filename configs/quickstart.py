@@ -22,26 +22,16 @@ margin over its floor is small and varies with the split (8 test videos), the LM
 `--config=configs/quickstart.py:smoke` shrinks it further (the tests use it).
 """
 
-import importlib.util
-from pathlib import Path
+from configs import common
+from iptnet_jax import config_defaults
 
-
-def _sibling(name):
-  spec = importlib.util.spec_from_file_location(f"config_{name}", Path(__file__).with_name(f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
+VARIANTS = ("default", "smoke")
 FEATURE_DIM = 128
 
 
 def get_config(variant: str = "default"):
-  if variant not in ("default", "smoke"):
-    raise ValueError(f"configs/quickstart.py: unknown variant {variant!r}; expected 'default' or 'smoke'")
-  from iptnet_jax import config_defaults
-
-  config = config_defaults.iptnet_config(_sibling("tvsum").lm_config())
+  variant = common.variant(variant, VARIANTS, __file__)
+  config = config_defaults.iptnet_config(common.lm_config())
   config.data.source = "synthetic"
   config.data.default_h5 = ""
   synthetic = config.data.synthetic

@@ -9,35 +9,15 @@ the SM alone through the same step; `configs/tvsum_sm.py` is the plain DSNet tra
 alone with the same LM passes: paper Fig. 5's baseline).
 """
 
-import importlib.util
-from pathlib import Path
-
+from configs import common
 from iptnet_jax import config_defaults
 
-
-def lm_config():
-  spec = importlib.util.spec_from_file_location("charades_config", Path(__file__).with_name("charades.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
-def apply_variant(config, variant: str):
-  if variant == "P":
-    config.iptnet.propagation = False
-  elif variant == "T":
-    config.iptnet.teaching = False
-  elif variant == "L":
-    config.iptnet.use_lm = False
-  elif variant == "lm_alone":
-    config.iptnet.joint = False
-  elif variant != "iptnet":
-    raise ValueError(f"unknown variant {variant!r}; expected iptnet, P, T, L or lm_alone")
-  return config
+VARIANTS = ("iptnet", *common.ABLATIONS)
 
 
 def get_config(variant: str = "iptnet"):
-  config = config_defaults.iptnet_config(lm_config())
-  config.data.split_file = "../shared/data/vsumm/splits/dsnet/tvsum.yml"
+  variant = common.variant(variant, VARIANTS, __file__)
+  config = config_defaults.iptnet_config(common.lm_config())
+  config.data.split_file = common.dsnet_split_file("tvsum")
   config.data.default_h5 = "eccv16_dataset_tvsum_google_pool5.h5"
-  return apply_variant(config, variant)
+  return config if variant == "iptnet" else common.apply_ablation(config, variant)

@@ -13,24 +13,19 @@ Training hyper-parameters are DSNet's (lr 5e-5, batch 1, weight decay 1e-5, 300 
 takes --epochs for shorter runs.
 """
 
-import os
-
+from configs import common
 from iptnet_jax import config_defaults
 from iptnet_jax.datasets import tvsum_i3d
 
 DSNET_TVSUM_H5 = "eccv16_dataset_tvsum_google_pool5.h5"
 FEATURES = {"rgb": "rgb", "rgbflow": "rgb+flow"}
-
-
-def default_data_dir() -> str:
-  return os.path.expanduser(os.environ.get("IPTNET_TVSUM_I3D_DIR", "~/.cache/iptnet_jax/tvsum_i3d"))
+VARIANTS = tuple(FEATURES)
 
 
 def get_config(variant: str = "rgb"):
-  if variant not in FEATURES:
-    raise ValueError(f"configs/tvsum_i3d.py: unknown variant {variant!r}; expected one of {sorted(FEATURES)}")
+  variant = common.variant(variant, VARIANTS, __file__)
   config = config_defaults.sm_config()
-  config.data.dataset_dir = default_data_dir()
+  config.data.dataset_dir = common.tvsum_i3d_dir()
   config.data.split_file = str(tvsum_i3d.default_shared_dir() / "vsumm/splits/dsnet/tvsum.yml")
   config.data.default_h5 = ""
   config.data.h5_renames = f"{DSNET_TVSUM_H5}={tvsum_i3d.output_name(FEATURES[variant], 'kts')}"

@@ -25,40 +25,22 @@ UMT's best-on-val); it also reports the last epoch's figure, which involves no s
 Published on these features: UMT 83.1 mean top-5 mAP (with audio).
 """
 
-import importlib.util
-import os
-from pathlib import Path
-
+from configs import common, highlight_tvsum
 from iptnet_jax import config_defaults
 from iptnet_jax.datasets import tvsum_i3d
 
 SM_FEATURES = {"sm": "rgb", "sm_rgbflow": "rgb+flow"}
 SM_ALIASES = {"rgb": "sm", "rgbflow": "sm_rgbflow"}  # the names these variants had before the highlight model
-MODEL_VARIANTS = ("av", "video", "audio", "weak", "weak_video", "smoke")
-
-
-def default_data_dir() -> str:
-  return os.path.expanduser(os.environ.get("IPTNET_TVSUM_I3D_DIR", "~/.cache/iptnet_jax/tvsum_i3d"))
-
-
-def _highlight_tvsum(variant: str):
-  path = Path(__file__).resolve().with_name("highlight_tvsum.py")
-  spec = importlib.util.spec_from_file_location("configs_highlight_tvsum", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
+VARIANTS = (*SM_FEATURES, *SM_ALIASES, *highlight_tvsum.VARIANTS)
 
 
 def get_config(variant: str = "sm"):
-  if variant in MODEL_VARIANTS:
-    return _highlight_tvsum(variant)
-  variant = SM_ALIASES.get(variant, variant)
-  if variant not in SM_FEATURES:
-    raise ValueError(f"configs/tvsum_i3d_highlight.py: unknown variant {variant!r}; expected one of "
-                     f"{sorted((*SM_FEATURES, *SM_ALIASES, *MODEL_VARIANTS))}")
-  h5_name = tvsum_i3d.output_name(SM_FEATURES[variant], "kts")
+  variant = common.variant(variant, VARIANTS, __file__)
+  if variant in highlight_tvsum.VARIANTS:
+    return highlight_tvsum.get_config(variant)
+  h5_name = tvsum_i3d.output_name(SM_FEATURES[SM_ALIASES.get(variant, variant)], "kts")
   config = config_defaults.sm_config()
-  config.data.dataset_dir = default_data_dir()
+  config.data.dataset_dir = common.tvsum_i3d_dir()
   # Follows data.dataset_dir when that is overridden on the command line.
   config.data.split_file = config.data.get_ref("dataset_dir") + f"/{tvsum_i3d.domain_splits_name(h5_name)}"
   config.data.default_h5 = ""

@@ -16,27 +16,21 @@ Variants, comma-separated: one ablation of P, T, L, or lm_alone (paper Fig. 5's 
 e.g. --config=configs/tvsum_i3d_iptnet.py:youtube,L or :youtube,smoke
 """
 
-import importlib.util
-from pathlib import Path
+from configs import common, tvsum_i3d
+from iptnet_jax import config_defaults
 
-
-def _sibling(name):
-  spec = importlib.util.spec_from_file_location(f"config_{name}", Path(__file__).with_name(f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+VARIANTS = ("youtube", "smoke", "protocol", *common.ABLATIONS)
 
 
 def get_config(variants: str = ""):
-  from iptnet_jax import config_defaults
-  tvsum = _sibling("tvsum")
-  sm_only = _sibling("tvsum_i3d").get_config("rgb")
-  config = config_defaults.iptnet_config(tvsum.lm_config())
+  names = common.variants(variants, VARIANTS, __file__)
+  sm_only = tvsum_i3d.get_config("rgb")
+  config = config_defaults.iptnet_config(common.lm_config())
   config.data, config.eval = sm_only.data, sm_only.eval
   config.train.epochs = 30
   config.iptnet.sm_warmup_epochs = 5
   config.iptnet.lm_steps_per_phase = 200  # batches of 16 Charades queries per LM phase
-  for name in filter(None, variants.split(",")):
+  for name in names:
     if name == "youtube":
       from iptnet_jax.datasets import youtube_highlights
       config.lm.data.source = "youtube_highlights"
@@ -70,8 +64,8 @@ def get_config(variants: str = ""):
       config.lm.data.query_buckets = (32,)
       config.lm.data.char_buckets = (48,)
     else:
-      tvsum.apply_variant(config, name)
-  if "protocol" in variants.split(","):
+      common.apply_ablation(config, name)
+  if "protocol" in names:
     # Both LM data get the same LM budget: 30 batches of 16 per LM phase (a YouTube Highlights pass) and, for
     # Charades-STA (the negative control), 200 videos (about 470 queries, YouTube's 467 training moments).
     config.iptnet.lm_steps_per_phase = 30

@@ -1,32 +1,34 @@
 """Highlight detection benchmarks (iptnet_jax/highlight): runs, floors, ablations and the table beside the anchors.
 
     .venv/bin/python experiments/highlight_report.py run --config=configs/highlight_tvsum.py:av --workdir=W
-        [--set FIELD=VALUE ...]        one config: every domain x seed, W/results.json (resumable)
+        [--config.FIELD=VALUE ...]     one config: every domain x seed, W/results.json (resumable)
     .venv/bin/python experiments/highlight_report.py floors --dataset=tvsum --out=F.json
                                        random and ridge-regression floors on the same val videos
-    .venv/bin/python experiments/highlight_report.py ablate --grid=rank --root=DIR [--set ...]
+    .venv/bin/python experiments/highlight_report.py ablate --grid=rank --root=DIR [--config=...] [--config.F=V]
                                        one workdir per grid value (DIR/<grid>=<value>), with leave-one-train-video-
                                        out cross-validation; the row marked '*' is the one CV selects
     .venv/bin/python experiments/highlight_report.py table --rows "ours AV=W1" "ours weak=W2" [--floors F.json]
                                        per-domain table (mean ± std over seeds) beside UMT's published figures
 
 `run` is `python -m iptnet_jax.main --config=... --workdir=W` (both call `train_and_evaluate_highlight` on the
-project's loop: one run per workdir, a rerun resumes) plus --set overrides and the summary lines. Workdirs hold
+project's loop: one run per workdir, a rerun resumes) plus the summary lines. `run` and `ablate` take a config as
+main does: --config=FILE.py[:VARIANT] (relative to the repository) and --config.FIELD=VALUE overrides. Workdirs hold
 results derived from the shared data: keep them outside the repository (e.g. /tmp).
 
     .venv/bin/python experiments/highlight_report.py ablate --grid=field --field=train.lr --values=1e-4,1e-3 ...
                                        any other field the same way
 
-Grids (the supplement's ablations; base variant --variant, default av):
+Grids (the supplement's ablations; base config --config, default configs/highlight_tvsum.py:av):
   rank      model.rank in 1, 4, 8, 16, 32
   tau       train.clip_len in 20, 40, 60, 80
-  beta      loss.beta in 1e-4, 1e-3, 1e-2, 1e-1 (weak regime: --variant=weak)
+  beta      loss.beta in 1e-4, 1e-3, 1e-2, 1e-1 (weak regime: --config=configs/highlight_tvsum.py:weak)
   modality  data.modalities in video,audio / video / audio
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -55,11 +57,7 @@ GRIDS = {
     "beta": ("loss.beta", ("1e-4", "1e-3", "1e-2", "1e-1")),
     "modality": ("data.modalities", ("video,audio", "video", "audio")),
 }
-
-
-def load_config(spec: str, overrides: Sequence[str] = ()):
-  """configs/FILE.py[:variant] (relative to the repository) with FIELD=VALUE overrides."""
-  return config_defaults.load_config_file(spec, overrides, root=REPO)
+DEFAULT_ABLATION_CONFIG = "configs/highlight_tvsum.py:av"
 
 
 def _outside_repo(path: str) -> Path:
@@ -70,12 +68,12 @@ def _outside_repo(path: str) -> Path:
   return resolved
 
 
-def run(spec: str, workdir: str, overrides: Sequence[str] = ()) -> dict:
+def run(config_args: config_defaults.ConfigArgs, workdir: str) -> dict:
   from iptnet_jax import cpu_threefry
   from iptnet_jax.highlight import train
 
   cpu_threefry.use_unrolled_threefry_on_cpu()  # as iptnet_jax.train.train_and_evaluate does
-  config = load_config(spec, overrides)
+  config = config_args.load()
   results = train.train_and_evaluate_highlight(config, _outside_repo(workdir))
   print(format_results(results))
   return results
@@ -118,7 +116,7 @@ def floors(dataset: str, out: str, root: str = "") -> dict:
   return result
 
 
-def ablate(grid: str, root: str, variant_spec: str, overrides: Sequence[str], values: Sequence[str] = (),
+def ablate(grid: str, root: str, config_args: config_defaults.ConfigArgs, values: Sequence[str] = (),
            field: str = "") -> list:
   """One workdir per value, each with cross-validation; the '*' row is the best CV mean (ties: the first).
   grid 'field' sweeps any config field (--field) over --values."""
@@ -133,7 +131,8 @@ def ablate(grid: str, root: str, variant_spec: str, overrides: Sequence[str], va
     name = f"{grid}={value}" if grid != "field" else f"{field}={value}"
     workdir = Path(_outside_repo(root)) / name
     print(f"== {field}={value} -> {workdir}", flush=True)
-    results = run(variant_spec, str(workdir), [*overrides, "eval.cross_validate=True", f"{field}={value}"])
+    overrides = (*config_args.overrides, "--config.eval.cross_validate=True", f"--config.{field}={value}")
+    results = run(dataclasses.replace(config_args, overrides=overrides), str(workdir))
     rows.append((value, results))
   best = max(range(len(rows)), key=lambda i: rows[i][1]["cv"]["mean"])
   print(f"\n| {field} | CV (train folds, seeds {rows[0][1]['cv']['seeds']}) | val mean ± std over seeds |\n|---|---|---|")
@@ -190,12 +189,15 @@ def table(rows: Sequence[str], floors_path: str | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+  try:
+    config_args, argv = config_defaults.parse_config_flags(sys.argv[1:] if argv is None else argv, root=REPO)
+  except InputError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 1
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = parser.add_subparsers(dest="command", required=True)
   p = sub.add_parser("run")
-  p.add_argument("--config", required=True)
   p.add_argument("--workdir", required=True)
-  p.add_argument("--set", action="append", default=[])
   p = sub.add_parser("floors")
   p.add_argument("--dataset", choices=("tvsum", "youtube"), default="tvsum")
   p.add_argument("--out", required=True)
@@ -204,23 +206,26 @@ def main(argv: Sequence[str] | None = None) -> int:
   p.add_argument("--grid", choices=sorted(GRIDS) + ["field"], required=True)
   p.add_argument("--field", default="", help="--grid=field: the config field to sweep, e.g. train.lr")
   p.add_argument("--root", required=True)
-  p.add_argument("--variant", default="configs/highlight_tvsum.py:av")
   p.add_argument("--values", default="", help="comma-separated subset of the grid's values")
-  p.add_argument("--set", action="append", default=[])
   p = sub.add_parser("table")
   p.add_argument("--rows", nargs="+", required=True, help="LABEL=WORKDIR")
   p.add_argument("--floors")
   args = parser.parse_args(argv)
   try:
+    if args.command == "run" and not config_args.spec:
+      raise InputError("run: expected --config=configs/FILE.py[:VARIANT]")
+    if args.command not in ("run", "ablate") and (config_args.spec or config_args.overrides):
+      raise InputError(f"{args.command}: takes no --config (only run and ablate do)")
     if args.command == "run":
-      run(args.config, args.workdir, args.set)
+      run(config_args, args.workdir)
     elif args.command == "floors":
       floors(args.dataset, args.out, args.root)
     elif args.command == "ablate":
       values = [v for v in args.values.replace(" ", "").split(",") if v] if args.values else []
       if args.grid == "modality" and values:
         raise InputError("--values: the modality grid's values contain commas; run it whole")
-      ablate(args.grid, args.root, args.variant, args.set, values, args.field)
+      ablate(args.grid, args.root, dataclasses.replace(config_args, spec=config_args.spec or str(
+          REPO / DEFAULT_ABLATION_CONFIG)), values, args.field)
     else:
       table(args.rows, args.floors)
   except InputError as error:

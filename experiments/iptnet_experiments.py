@@ -6,8 +6,12 @@ in its own workdir, and tabulates them:
 
   .venv/bin/python experiments/iptnet_experiments.py --workdir=/tmp/transfer          # the protocol below
   .venv/bin/python experiments/iptnet_experiments.py --workdir=/tmp/transfer --report_only   # tables so far
-  .venv/bin/python experiments/iptnet_experiments.py --config=configs/iptnet_demo.py --base_variants=smoke \\
+  .venv/bin/python experiments/iptnet_experiments.py --config=configs/iptnet_demo.py:smoke \\
       --lm_data=default --seeds=0 --workdir=/tmp/demo_transfer                       # synthetic, minutes
+
+The config is given as for iptnet_jax.main: --config=FILE.py[:VARIANTS] (relative to the repository; the file must
+take comma-separated variants: each run adds its LM data's and its method's) and --config.FIELD=VALUE overrides
+for every run (e.g. --config.train.lr=1e-4).
 
 Protocol (defaults; configs/tvsum_i3d_iptnet.py, variant `protocol`): SM on TVSum-I3D rgb over DSNet's 5 splits;
 6 SM epochs (2 SM-only warm-up) at DSNet's SM lr 5e-5; model selection on a validation subset of 20 % of each split's training videos
@@ -33,6 +37,7 @@ the repository.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -48,9 +53,8 @@ if str(REPO) not in sys.path:
 from iptnet_jax import config_defaults, fileio, run_log, stats, train  # noqa: E402
 from iptnet_jax import run_dir as run_dir_lib  # noqa: E402
 
-_CONFIG = flags.DEFINE_string("config", "configs/tvsum_i3d_iptnet.py", "Config file taking comma-separated variants.")
+DEFAULT_CONFIG = "configs/tvsum_i3d_iptnet.py:protocol"  # --config (parse_config_flags): file and base variants
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for the runs (one subfolder per run).")
-_BASE = flags.DEFINE_string("base_variants", "protocol", "Variants added to every run ('' for none).")
 _LM_DATA = flags.DEFINE_list("lm_data", ["youtube", "charades"],
                              "LM data variants; the first is the transfer under test, the others negative controls. "
                              "'charades' / 'default' = the config's own LM data (no variant).")
@@ -61,8 +65,6 @@ _CONTROL = flags.DEFINE_list("control_methods", ["iptnet"], "Methods run with ev
 _FIG5 = flags.DEFINE_bool("fig5", True, "Also run the LM alone (lm_alone) with every seed on the main LM data.")
 _SPLITS = flags.DEFINE_string("splits", "", "Split indices, e.g. '0,1' (default: the config's).")
 _EPOCHS = flags.DEFINE_integer("epochs", 0, "SM epochs (default: the config's).")
-_SET = flags.DEFINE_multi_string("set", [], "FIELD=VALUE config overrides for every run, e.g. train.lr=1e-4 "
-                                 "(Python literals; strings as written).")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Train nothing: tabulate the runs finished so far.")
 _CACHE = flags.DEFINE_string("compilation_cache", None, "JAX's persistent compilation cache folder, as for "
                               "iptnet_jax.main ('none' turns it off).")
@@ -71,10 +73,10 @@ METHOD_VARIANTS = {"iptnet": "", "L": "L", "P": "P", "T": "T", "lm_alone": "lm_a
 NAIVE_LM = ("charades", "default")  # the config's own LM data: no variant
 
 
-def load_config(lm_data: str, method: str, seed: int):
-  variants = [_BASE.value, "" if lm_data in NAIVE_LM else lm_data, METHOD_VARIANTS[method]]
-  config = config_defaults.load_config_file(f"{_CONFIG.value}:{','.join(v for v in variants if v)}", _SET.value,
-                                            root=REPO)
+def load_config(config_args: config_defaults.ConfigArgs, lm_data: str, method: str, seed: int):
+  """The command line's config with the run's variants added to its own (and its overrides), seed, splits, epochs."""
+  variants = [config_args.variants, "" if lm_data in NAIVE_LM else lm_data, METHOD_VARIANTS[method]]
+  config = config_args.load(",".join(v for v in variants if v))
   config.seed = seed
   if _SPLITS.value:
     config.data.splits = _SPLITS.value
@@ -102,7 +104,7 @@ def run_dir(lm_data: str, method: str, seed: int) -> Path:
   return Path(_WORKDIR.value) / lm_data / method / f"seed_{seed}"
 
 
-def run_one(lm_data: str, method: str, seed: int) -> dict | None:
+def run_one(config_args: config_defaults.ConfigArgs, lm_data: str, method: str, seed: int) -> dict | None:
   workdir = run_dir(lm_data, method, seed)
   finished = workdir / "results.json"
   if finished.exists():
@@ -112,7 +114,7 @@ def run_one(lm_data: str, method: str, seed: int) -> dict | None:
   print(f"\n=== LM data {lm_data}, {method}, seed {seed} -> {workdir} ===", flush=True)
   start = time.perf_counter()
   try:
-    result = train.train_and_evaluate(load_config(lm_data, method, seed), workdir)
+    result = train.train_and_evaluate(load_config(config_args, lm_data, method, seed), workdir)
   except run_dir_lib.WorkdirBusyError:
     print(f"=== {lm_data} {method} seed {seed}: running in another process; skipped ===", flush=True)
     return None
@@ -233,16 +235,21 @@ def fig5_table(results: dict) -> tuple[str, dict]:
   return text, out
 
 
-def main(argv):
+def main(config_args: config_defaults.ConfigArgs, argv):
   del argv
   if not _WORKDIR.value.strip():
     raise app.UsageError("--workdir: expected a folder for the runs, got an empty path")
+  try:  # a bad config file, variant or override fails here, before any run
+    for lm_data, method, seed in plan():
+      load_config(config_args, lm_data, method, seed)
+  except config_defaults.ConfigError as error:
+    sys.exit(f"error: {error}")
   logging.set_verbosity(logging.WARNING)
   train.enable_compilation_cache(_CACHE.value)
   results: dict[tuple[str, str], dict[int, dict]] = {}
   missing = []
   for lm_data, method, seed in plan():
-    result = run_one(lm_data, method, seed)
+    result = run_one(config_args, lm_data, method, seed)
     if result is None:
       missing.append(f"{lm_data}/{method}/seed_{seed}")
       continue
@@ -265,4 +272,8 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flag_as_required("workdir")
-  sys.exit(app.run(main))
+  try:
+    _config_args, _argv = config_defaults.parse_config_flags(sys.argv, default=DEFAULT_CONFIG, root=REPO)
+  except config_defaults.ConfigError as error:
+    sys.exit(f"error: {error}")
+  sys.exit(app.run(functools.partial(main, _config_args), argv=_argv))

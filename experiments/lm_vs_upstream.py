@@ -2,8 +2,10 @@
 
     .venv/bin/python experiments/lm_vs_upstream.py --out /tmp/lm_vs_upstream
         [--seeds 1,2,3] [--epochs 20] [--max-videos 500]
-        [--ours NAME=CONFIG[,FIELD=VALUE...] ...]   rows of our trainer (default: `ours` = configs/charades.py and
-                                                    `ours:upstream` = configs/charades.py:upstream)
+        [--ours NAME=CONFIG ...]                    rows of our trainer (default: `ours` = configs/charades.py and
+                                                    `ours:upstream` = configs/charades.py:upstream); CONFIG is a
+                                                    config with overrides as iptnet_jax.main takes them, e.g.
+                                                    --ours "lr3=configs/charades.py --config.train.lr=1e-3"
         [--torch NAME=OPTIMIZER ...]                rows of the torch restatement (iptnet_jax/parity/reference/
                                                     vslnet_torch.py) trained by VSLNet's loop; OPTIMIZER is
                                                     `transformers` (upstream's AdamW, restated) or `torch`
@@ -41,6 +43,7 @@ import json
 import math
 import os
 import random
+import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -72,21 +75,25 @@ class ExperimentError(InputError):
 
 # ------------------------------------------------------------------------------------------------ configs
 
-def load_config(spec: str, overrides: Sequence[str] = ()):
-  """configs/FILE.py[:variant] (relative to the repository) with FIELD=VALUE overrides."""
-  return config_defaults.load_config_file(spec, overrides, root=REPO)
+def load_config(spec: str):
+  """'CONFIG[ --config.FIELD=VALUE...]': a config file (relative to the repository) with overrides, as
+  iptnet_jax.main takes them."""
+  config_file, *overrides = shlex.split(spec)
+  config_args, rest = config_defaults.parse_config_flags([f"--config={config_file}", *overrides], root=REPO)
+  if rest:
+    raise ExperimentError(f"{spec!r}: expected CONFIG followed by --config.FIELD=VALUE overrides, got {rest}")
+  return config_args.load()
 
 
-def parse_row(spec: str, kind: str) -> tuple[str, str, list[str]]:
-  """'NAME=VALUE[,FIELD=VALUE...]' -> (name, value, overrides)."""
-  name, sep, rest = spec.partition("=")
-  if not sep or not name.strip() or not rest:
-    raise ExperimentError(f"--{kind} {spec!r}: expected NAME=" + ("CONFIG[,FIELD=VALUE...]" if kind == "ours"
+def parse_row(spec: str, kind: str) -> tuple[str, str]:
+  """'NAME=VALUE' -> (name, value): VALUE is a config with overrides for `--ours`, an optimizer for `--torch`."""
+  name, sep, value = spec.partition("=")
+  if not sep or not name.strip() or not value.strip():
+    raise ExperimentError(f"--{kind} {spec!r}: expected NAME=" + ("CONFIG[ --config.FIELD=VALUE...]" if kind == "ours"
                                                                   else "OPTIMIZER"))
-  value, *overrides = rest.split(",")
-  if kind == "torch" and (value not in OPTIMIZERS or overrides):
+  if kind == "torch" and value not in OPTIMIZERS:
     raise ExperimentError(f"--torch {spec!r}: expected NAME=OPTIMIZER with OPTIMIZER one of {OPTIMIZERS}")
-  return name.strip(), value, overrides
+  return name.strip(), value.strip()
 
 
 def resolve(path: str) -> Path:
@@ -124,8 +131,8 @@ def prepare_features(args, config) -> Path:
   return out
 
 
-def experiment_config(spec: str, overrides: Sequence[str], args, feature_dir: Path, seed: int):
-  config = load_config(spec, overrides)
+def experiment_config(spec: str, args, feature_dir: Path, seed: int):
+  config = load_config(spec)
   config.data.annotation_dir = str(resolve(config.data.annotation_dir))
   config.data.glove_path = str(resolve(config.data.glove_path))
   config.data.feature_dir = str(feature_dir)
@@ -459,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--epochs", type=int, default=20)
   parser.add_argument("--last", type=int, default=5, help="epochs averaged at the end of each run")
   parser.add_argument("--max-videos", type=int, default=500)
-  parser.add_argument("--ours", action="append", help="NAME=CONFIG[,FIELD=VALUE...] (repeatable)")
+  parser.add_argument("--ours", action="append", help="'NAME=CONFIG[ --config.FIELD=VALUE...]' (repeatable)")
   parser.add_argument("--torch", action="append", help="NAME=OPTIMIZER (transformers | torch; repeatable)")
   parser.add_argument("--no-torch", action="store_true", help="no torch-restatement row")
   parser.add_argument("--upstream", help="a checkout of 26hzhang/VSLNet: also run its main_t7.py")
@@ -476,6 +483,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.upstream and not (Path(args.upstream) / "main_t7.py").is_file():
       raise ExperimentError(f"--upstream {args.upstream}: no main_t7.py there (expected a 26hzhang/VSLNet checkout)")
     ours_rows = [parse_row(s, "ours") for s in (args.ours or DEFAULT_OURS)]
+    for _, spec in ours_rows:
+      load_config(spec)  # a bad config, variant or override fails here, before any run
     torch_rows = [] if args.no_torch else [parse_row(s, "torch") for s in (args.torch or DEFAULT_TORCH)]
   except (InputError, ValueError) as error:
     print(f"error: {error}", file=sys.stderr)
@@ -484,14 +493,14 @@ def main(argv: Sequence[str] | None = None) -> int:
   config = base_config(args)
   feature_dir = prepare_features(args, config) if not args.table_only else out / "features"
   all_curves: dict[str, dict[int, dict]] = {}
-  for name, spec, overrides in ours_rows:
+  for name, spec in ours_rows:
     all_curves[name] = {}
     for seed in seeds:
       workdir = out / "ours" / name.replace(":", "_") / f"seed{seed}"
-      run_config = experiment_config(spec, overrides, args, feature_dir, seed)
+      run_config = experiment_config(spec, args, feature_dir, seed)
       all_curves[name][seed] = ours_curve(workdir) if args.table_only else run_ours(run_config, workdir)
   dataset = None
-  for name, optimizer_kind, _ in torch_rows:
+  for name, optimizer_kind in torch_rows:
     all_curves[name] = {}
     for seed in seeds:
       workdir = out / "torch" / name.replace(":", "_") / f"seed{seed}"
@@ -499,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         all_curves[name][seed] = {int(r["epoch"]): {k: r[k] for k in METRICS}
                                   for r in read_jsonl(workdir / "metrics.jsonl")}
         continue
-      run_config = experiment_config("configs/charades.py", [], args, feature_dir, seed)
+      run_config = experiment_config("configs/charades.py", args, feature_dir, seed)
       if dataset is None:
         from iptnet_jax.lm.train import load_lm_data
 
@@ -517,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   from iptnet_jax.lm.train import random_baseline
 
   if dataset is None:
-    floor_config = experiment_config("configs/charades.py", [], args, feature_dir, seeds[0])
+    floor_config = experiment_config("configs/charades.py", args, feature_dir, seeds[0])
     dataset = charades_sta.load_charades_sta(floor_config.data.annotation_dir, floor_config.data.glove_path,
                                              feature_dir, max_pos_len=floor_config.data.max_pos_len,
                                              max_videos=args.max_videos)

@@ -2,7 +2,7 @@
 
     .venv/bin/python experiments/tvsum_i3d_report.py [--epochs N] [--only fscore|highlight] [--splits 0,1]
         [--domains VT,BK] [--data DIR] [--shared DIR] [--workdir DIR] [--features rgb|rgb+flow] [--seeds N]
-        [--set FIELD=VALUE ...]
+        [--config.FIELD=VALUE ...]
 
 1. Data: builds eccv16_dataset_tvsum_i3d_<features>_kts.h5 (and, for highlight detection, its UMT domain
    split yml) into the data folder if missing (default $IPTNET_TVSUM_I3D_DIR or ~/.cache/iptnet_jax/tvsum_i3d;
@@ -13,19 +13,17 @@
 3. Highlight (configs/tvsum_i3d_highlight.py): the SM trained per TVSum domain (4 videos), top-5 mAP on the
    domain's val video; prints the 10 domain figures, their mean and the random floor.
 
-Every config field can be changed with --set (e.g. --set train.lr=1e-4 --set model.num_hidden=64), applied
-to both configs after --epochs. Runs (metrics.jsonl, checkpoints, report.json) go to --workdir, default
-<data>/runs/<time>. JAX's persistent compilation cache (<data>/../jax_cache) spares recompiling the same
-shapes for every split; --no-compile-cache turns it off.
+Every config field can be changed as for iptnet_jax.main, --config.FIELD=VALUE (e.g. --config.train.lr=1e-4
+--config.model.num_hidden=64), applied to both configs after --epochs. Runs (metrics.jsonl, checkpoints,
+report.json) go to --workdir, default <data>/runs/<time>. JAX's persistent compilation cache
+(<data>/../jax_cache) spares recompiling the same shapes for every split; --no-compile-cache turns it off.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.util
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -39,8 +37,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from anywhere
   sys.path.insert(0, str(REPO))
 
-from iptnet_jax import run_log  # noqa: E402
-from iptnet_jax.config_defaults import apply_overrides, parse_override  # noqa: E402,F401
+from configs import common, tvsum_i3d_highlight  # noqa: E402
+from configs import tvsum_i3d as tvsum_i3d_config  # noqa: E402
+from iptnet_jax import config_defaults, run_log  # noqa: E402
 from iptnet_jax import train as train_lib  # noqa: E402
 from iptnet_jax.datasets import splits as splits_lib  # noqa: E402
 from iptnet_jax.datasets import summarization, tvsum_i3d  # noqa: E402
@@ -53,17 +52,6 @@ FEATURE_VARIANTS = {"rgb": "rgb", "rgb+flow": "rgbflow"}
 
 class ReportError(ValueError):
   """A report option or data folder that cannot be used."""
-
-
-def default_data_dir() -> Path:
-  return Path(os.path.expanduser(os.environ.get("IPTNET_TVSUM_I3D_DIR", "~/.cache/iptnet_jax/tvsum_i3d")))
-
-
-def load_config(name: str, variant: str):
-  spec = importlib.util.spec_from_file_location(f"iptnet_config_{name}", REPO / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
 
 
 def _outside_repo(path: Path, what: str) -> Path:
@@ -102,8 +90,8 @@ def ensure_data(shared: Path, data_dir: Path, features: str, *, domain_splits: b
 # ---------------------------------------------------------------------------------------------- config
 
 
-def fscore_config(args, overrides):
-  config = load_config("tvsum_i3d", FEATURE_VARIANTS[args.features])
+def fscore_config(args, overrides: config_defaults.ConfigArgs):
+  config = tvsum_i3d_config.get_config(FEATURE_VARIANTS[args.features])
   config.data.dataset_dir = str(args.data)
   config.data.split_file = str(args.split_file or args.shared / "vsumm/splits/dsnet/tvsum.yml")
   config.data.splits = args.splits
@@ -111,18 +99,17 @@ def fscore_config(args, overrides):
     config.eval.random_seeds = args.seeds
   if args.epochs is not None:
     config.train.epochs = args.epochs
-  apply_overrides(config, overrides)
-  return config
+  return overrides.apply(config)
 
 
-def highlight_config(args, overrides):
-  config = load_config("tvsum_i3d_highlight", FEATURE_VARIANTS[args.features])
+def highlight_config(args, overrides: config_defaults.ConfigArgs):
+  config = tvsum_i3d_highlight.get_config(FEATURE_VARIANTS[args.features])
   config.data.dataset_dir = str(args.data)  # the split file follows (a reference in the config)
   if args.seeds is not None:
     config.eval.random_seeds = args.seeds
   if args.epochs is not None:
     config.train.epochs = args.epochs
-  apply_overrides(config, overrides)
+  config = overrides.apply(config)
   domains = split_domains(Path(config.data.split_file))
   if args.domains:
     wanted = [d.strip().upper() for d in args.domains.split(",") if d.strip()]
@@ -247,7 +234,9 @@ def print_report(report: BenchmarkReport, features: str) -> None:
 
 
 def parse_args(argv):
-  parser = argparse.ArgumentParser(prog="experiments/tvsum_i3d_report.py", description=__doc__.split("\n")[0])
+  parser = argparse.ArgumentParser(prog="experiments/tvsum_i3d_report.py", description=__doc__.split("\n")[0],
+                                   epilog="--config.FIELD=VALUE (repeatable): a config override applied to both "
+                                          "benchmarks, as iptnet_jax.main takes it, e.g. --config.train.lr=1e-4")
   parser.add_argument("--shared", type=Path, default=None,
                       help="shared data folder (default: $IPTNET_SHARED_DATA or ../shared/data)")
   parser.add_argument("--data", type=Path, default=None,
@@ -265,13 +254,11 @@ def parse_args(argv):
                            "highlight; use 20 or more for reported numbers)")
   parser.add_argument("--split-file", type=Path, default=None,
                       help="F1 benchmark split file (default: <shared>/vsumm/splits/dsnet/tvsum.yml)")
-  parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
-                      help="config override applied to both benchmarks, e.g. train.lr=1e-4 (repeatable)")
   parser.add_argument("--rebuild", action="store_true", help="rebuild the h5 and domain yml")
   parser.add_argument("--no-compile-cache", action="store_true")
   args = parser.parse_args(argv)
   args.shared = (args.shared or tvsum_i3d.default_shared_dir()).expanduser().resolve()
-  args.data = _outside_repo(args.data or default_data_dir(), "--data")
+  args.data = _outside_repo(args.data or Path(common.tvsum_i3d_dir()), "--data")
   args.workdir = _outside_repo(args.workdir or args.data / "runs" / time.strftime("%Y%m%d-%H%M%S"), "--workdir")
   if args.seeds is not None and args.seeds < 1:
     raise ReportError(f"--seeds {args.seeds}: expected at least 1 (20 or more for the reported floor)")
@@ -280,8 +267,11 @@ def parse_args(argv):
 
 def main(argv: Sequence[str] | None = None) -> int:
   try:
+    overrides, argv = config_defaults.parse_config_flags(sys.argv[1:] if argv is None else argv)
+    if overrides.spec:
+      raise ReportError(f"--config={overrides.spec}: this report runs configs/tvsum_i3d.py and "
+                        "configs/tvsum_i3d_highlight.py; change their fields with --config.FIELD=VALUE")
     args = parse_args(argv)
-    overrides = [parse_override(item) for item in args.overrides]
     benchmarks = [args.only] if args.only else list(BENCHMARKS)
     if not args.no_compile_cache:
       import jax
@@ -298,7 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   for report in reports:
     print_report(report, args.features)
   out = args.workdir / "report.json"
-  out.write_text(json.dumps({"features": args.features, "overrides": args.overrides,
+  out.write_text(json.dumps({"features": args.features, "overrides": list(overrides.overrides),
                              "reports": [dataclasses.asdict(r) for r in reports]}, indent=1, default=float))
   print(f"numbers: {out}")
   return 0

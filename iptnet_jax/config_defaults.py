@@ -1,19 +1,25 @@
-"""Default configuration trees shared by the files in configs/, and their validation.
+"""Default configuration trees shared by the files in configs/, their validation, and the command-line syntax that
+picks and changes a config.
 
-configs/*.py import these builders and override fields; a bad value is caught by `check_sm_config` before
-any data is read, with an error naming the config field.
+configs/*.py import these builders and override fields; `validate(config)` refuses a bad value before any data is
+read, with an error naming the config field. Every command takes a config as `iptnet_jax.main` does,
+`--config=configs/FILE.py[:VARIANTS]` plus `--config.FIELD=VALUE` overrides (ml_collections.config_flags):
+main through absl's flags, the experiments through `parse_config_flags`.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import importlib.util
+import functools
 import math
+import re
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
 import ml_collections
+from absl import flags
+from ml_collections import config_flags
 
 from iptnet_jax.datasets.synthetic_vsumm import SyntheticSpec
 from iptnet_jax.errors import InputError
@@ -77,7 +83,8 @@ def sm_config() -> ml_collections.ConfigDict:
 
 
 def iptnet_config(lm_config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """Full iPTNet: the SM fields of `sm_config`, the LM config (configs/charades.py) under `lm`, and `iptnet`."""
+  """Full iPTNet: the SM fields of `sm_config`, the LM config (configs/common.py's `lm_config`) under `lm`, and
+  `iptnet`."""
   config = sm_config()
   config.task = "iptnet"
   config.train.lr = 1e-5  # the paper's SM learning rate
@@ -137,16 +144,20 @@ def is_positive_finite(value) -> bool:
   return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
+def is_positive_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def is_seed(value) -> bool:
   return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def check_sm_config(config: ml_collections.ConfigDict) -> None:
+def _check_sm(config: ml_collections.ConfigDict) -> None:
   _require(is_seed(config.seed), "seed", config.seed, "a non-negative integer")
   _require(config.data.source in ("h5", "synthetic"), "data.source", config.data.source, "'h5' or 'synthetic'")
   buckets = tuple(config.data.buckets)
-  _require(bool(buckets) and all(b > 0 for b in buckets) and all(a < b for a, b in zip(buckets, buckets[1:])),
-           "data.buckets", buckets, "positive, strictly increasing lengths")
+  increasing = all(is_positive_int(b) for b in buckets) and all(a < b for a, b in zip(buckets, buckets[1:]))
+  _require(bool(buckets) and increasing, "data.buckets", buckets, "positive, strictly increasing lengths")
   val_fraction = config.data.get("val_fraction", 0.0)
   _require(0 <= val_fraction < 1, "data.val_fraction", val_fraction, "a fraction in [0, 1)")
   _require(is_seed(config.data.get("val_seed", 0)), "data.val_seed", config.data.get("val_seed"),
@@ -172,8 +183,8 @@ def check_sm_config(config: ml_collections.ConfigDict) -> None:
   _require(config.eval.random_seeds >= 0, "eval.random_seeds", config.eval.random_seeds, "non-negative")
 
 
-def check_iptnet_config(config: ml_collections.ConfigDict) -> None:
-  check_sm_config(config)
+def _check_iptnet(config: ml_collections.ConfigDict) -> None:
+  _check_sm(config)
   c = config.iptnet
   _require(c.variant in ("released", "paper"), "iptnet.variant", c.variant, "'released' or 'paper'")
   _require(c.radius >= 0, "iptnet.radius", c.radius, "a non-negative window half-width")
@@ -198,56 +209,143 @@ def check_iptnet_config(config: ml_collections.ConfigDict) -> None:
            "empty for iPTNet runs (only task='lm' starts from a VSLNet checkpoint)")
 
 
-def parse_override(item: str) -> tuple[str, str]:
-  """'FIELD=VALUE' (a command-line override) -> (field, value text)."""
-  field, sep, text = item.partition("=")
-  if not sep or not field.strip():
-    raise ConfigError(f"--set {item!r}: expected FIELD=VALUE, e.g. train.lr=1e-4")
-  return field.strip(), text
+TASKS = ("sm", "lm", "iptnet", "highlight")
 
 
-def _override_value(field: str, text: str, current):
-  """The text as a value of the field's type: strings stay as written, the rest is a Python literal."""
-  if isinstance(current, str):
-    return text
+def validate(config: ml_collections.ConfigDict) -> None:
+  """The one check of a run's config, by `config.task`: raises an InputError naming the first bad field and what it
+  expected (ConfigError; LMConfigError for the LM's fields, under `lm.` in an iPTNet config; HighlightConfigError).
+  Every trainer calls it before reading any data."""
+  task = config.get("task")
+  if task == "sm":
+    _check_sm(config)
+  elif task == "iptnet":
+    _check_iptnet(config)
+    if config.iptnet.use_lm:
+      from iptnet_jax.lm.train import check_lm_config  # imported here: lm/train.py imports this module
+
+      check_lm_config(config.lm, prefix="lm.")
+  elif task == "lm":
+    from iptnet_jax.lm.train import check_lm_config
+
+    check_lm_config(config)
+  elif task == "highlight":
+    from iptnet_jax.highlight.train import check_config
+
+    check_config(config)
+  else:
+    raise ConfigError(f"config.task={task!r}: expected one of {', '.join(TASKS)}")
+
+
+# ------------------------------------------------------------------------------------------------ command line
+
+
+def describe_flag_error(error: BaseException, argv: Sequence[str]) -> str:
+  """One line for a command line that cannot be parsed: a bad flag value, a config file that does not load, an
+  override of a field the config does not have (keeping ml_collections' "did you mean")."""
+  if isinstance(error, OSError) and error.filename:
+    return f"--config: {error.filename}: {error.strerror}"
+  if isinstance(error, SyntaxError):
+    return f"--config: {error.filename}, line {error.lineno}: not a Python config file ({error.msg})"
+  text = str(error.args[0] if len(error.args) == 1 else error)
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  if len(lines) > 1:  # ml_collections quotes the config file's traceback or lists the paths it tried
+    text = lines[-1]
+  if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # a KeyError's repr
+    text = text[1:-1]
+  text = text.replace("\\n", " ").replace("\\'", "'").strip()
+  if isinstance(error, (AttributeError, KeyError)):  # an override naming a field the config lacks
+    field = re.match(r"'?([A-Za-z_]\w*)'?", text)
+    overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+    culprit = next((o for o in overrides if field and o.split(".")[-1] == field.group(1)), "--config.*")
+    return f"{culprit}: the config has no such field ({text})"
+  if isinstance(error, flags.Error):
+    override = re.match(r"flag (--config\.[^=\s]+=.*?): (.+)", text)
+    if override:  # a value the field's type cannot take: absl names the override
+      return f"{override.group(1)}: {override.group(2)}"
+    inner = error.__cause__ or error.__context__
+    if inner is not None and not isinstance(inner, flags.Error):
+      return describe_flag_error(inner, argv)  # what went wrong inside the config file
+    return " ".join(text.split())
+  if isinstance(error, InputError):  # a config file's own check (e.g. an unknown variant) names the file
+    kind = type(error)
+    for prefix in (f"{kind.__module__}.{kind.__qualname__}: ", f"{kind.__name__}: "):
+      text = text.removeprefix(prefix)
+    return f"--config: {text}"
+  # An exception raised inside the config file: say where.
+  frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+  where = f" ({frame.filename}, line {frame.lineno})" if frame and "site-packages" not in frame.filename else ""
+  name = type(error).__name__
+  return f"--config: {text if text.startswith(name) else f'{name}: {text}'}{where}"
+
+
+def _parse_config(argv: list[str], define) -> ml_collections.ConfigDict:
+  """Parses `--config...` arguments with ml_collections' flag (`define`: config_flags.DEFINE_config_file or _dict)
+  on a private set of flags, so that a tool with its own command line reads a config exactly as iptnet_jax.main."""
+  flag_values = flags.FlagValues()
   try:
-    value = ast.literal_eval(text)
-  except (ValueError, SyntaxError):
-    raise ConfigError(f"--set {field}={text}: expected a Python literal like {current!r}") from None
-  if isinstance(current, tuple) and isinstance(value, (list, int)):
-    value = tuple(value) if isinstance(value, list) else (value,)
-  if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
-    value = float(value)
-  return value
-
-
-def apply_overrides(config, overrides) -> None:
-  """Sets each (dotted field, value text) on the config; the field must exist."""
-  for field, value in overrides:
-    *parents, leaf = field.split(".")
-    node = config
-    for part in parents:
-      if part not in node:
-        raise ConfigError(f"--set {field}: the config has no field '{part}'")
-      node = node[part]
-    if leaf not in node:
-      raise ConfigError(f"--set {field}: the config has no field '{leaf}'")
-    node[leaf] = _override_value(field, value, node[leaf])
-
-
-def load_config_file(spec: str, overrides: Sequence[str] = (), *, root: str | Path | None = None
-                     ) -> ml_collections.ConfigDict:
-  """'configs/FILE.py[:variants]' (relative to `root`, default the working folder) with FIELD=VALUE overrides: the
-  one loader of config files for the experiments (the command line goes through ml_collections' config_flags)."""
-  path_text, _, variant = spec.partition(":")
-  path = Path(path_text)
-  if not path.is_absolute() and root is not None:
-    path = Path(root) / path
-  if not path.is_file():
-    raise ConfigError(f"{path}: config file not found")
-  module_spec = importlib.util.spec_from_file_location(f"config_file_{path.stem}", path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  config = module.get_config(variant) if variant else module.get_config()
-  apply_overrides(config, [parse_override(item) for item in overrides])
+    # sys_argv: the flag finds its overrides there (by default in sys.argv); a dict's overrides parse right here.
+    holder = define("config", flag_values=flag_values, lock_config=True, sys_argv=argv)
+    flag_values(argv)
+    config = holder.value
+    getattr(config, "task", None)  # ml_collections reports a config file it could not load only at first use
+  except Exception as error:  # noqa: BLE001 - everything here comes from the command line or the config file
+    raise ConfigError(describe_flag_error(error, argv)) from error
   return config
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigArgs:
+  """A command line's `--config=FILE.py[:VARIANTS]` (None when it names none) and its `--config.FIELD=VALUE`
+  overrides, as written."""
+  spec: str | None
+  overrides: tuple[str, ...] = ()
+
+  @property
+  def path(self) -> str:
+    return (self.spec or "").partition(":")[0]
+
+  @property
+  def variants(self) -> str:
+    return (self.spec or "").partition(":")[2]
+
+  def load(self, variants: str | None = None) -> ml_collections.ConfigDict:
+    """The config file's config for its variants (or `variants` instead, e.g. with a run's own added), with the
+    overrides applied; a bad file, variant, field or value is a ConfigError of one line."""
+    if not self.spec:
+      raise ConfigError("--config: expected a config file, e.g. --config=configs/demo.py")
+    variants = self.variants if variants is None else variants
+    argv = ["config", f"--config={self.path}:{variants}" if variants else f"--config={self.path}", *self.overrides]
+    return _parse_config(argv, functools.partial(config_flags.DEFINE_config_file, default=None))
+
+  def apply(self, config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The overrides set on a config built in code (for a tool that makes its configs itself); the config is
+    changed in place and locked (no new fields), as a loaded one."""
+    if not self.overrides:
+      return config
+    return _parse_config(["config", *self.overrides], functools.partial(config_flags.DEFINE_config_dict, config=config))
+
+
+def parse_config_flags(argv: Sequence[str], *, default: str | None = None, root: str | Path | None = None
+                       ) -> tuple[ConfigArgs, list[str]]:
+  """Takes `--config=FILE.py[:VARIANTS]` (or `--config FILE.py...`; `default` when absent) and every
+  `--config.FIELD=VALUE` out of `argv`, in any order; returns them and the other arguments, in order, for the
+  tool's own parser. A relative FILE is relative to `root` when given (else the working folder, as for main)."""
+  spec, overrides, rest = default, [], []
+  args = iter(argv)
+  for arg in args:
+    if arg == "--config":
+      spec = next(args, None)
+      if spec is None:
+        raise ConfigError("--config: expected a config file, e.g. --config=configs/demo.py")
+    elif arg.startswith("--config="):
+      spec = arg.partition("=")[2]
+    elif arg.startswith("--config."):
+      if "=" not in arg:
+        raise ConfigError(f"{arg}: expected --config.FIELD=VALUE, e.g. --config.train.lr=1e-4")
+      overrides.append(arg)
+    else:
+      rest.append(arg)
+  if spec and root is not None and not Path(spec.partition(":")[0]).expanduser().is_absolute():
+    spec = str(Path(root) / spec)
+  return ConfigArgs(spec, tuple(overrides)), rest

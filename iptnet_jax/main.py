@@ -4,14 +4,13 @@ This file is kept thin on purpose; everything it does is in `iptnet_jax.train.tr
 which tests and notebooks call directly.
 """
 
-import re
 import sys
-import traceback
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from iptnet_jax import loop, train
+from iptnet_jax.config_defaults import describe_flag_error
 from iptnet_jax.errors import InputError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file (configs/*.py).",
@@ -22,37 +21,6 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Clear the workdir (a run of 
 _CACHE = flags.DEFINE_string("compilation_cache", None, "Folder of JAX's persistent compilation cache (default: "
                              f"$JAX_COMPILATION_CACHE_DIR, else {train.DEFAULT_COMPILATION_CACHE}); 'none' "
                              "turns it off.")
-
-
-def describe_flag_error(error: BaseException, argv: list[str]) -> str:
-  """One line for a command line that cannot be parsed: a bad flag value, a config file that does not load, an
-  override of a field the config does not have (keeping ml_collections' "did you mean")."""
-  if isinstance(error, OSError) and error.filename:
-    return f"--config: {error.filename}: {error.strerror}"
-  if isinstance(error, SyntaxError):
-    return f"--config: {error.filename}, line {error.lineno}: not a Python config file ({error.msg})"
-  text = str(error.args[0] if len(error.args) == 1 else error)
-  lines = [line.strip() for line in text.splitlines() if line.strip()]
-  if len(lines) > 1:  # ml_collections quotes the config file's traceback or lists the paths it tried
-    text = lines[-1]
-  if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":  # a KeyError's repr
-    text = text[1:-1]
-  text = text.replace("\\n", " ").replace("\\'", "'").strip()
-  if isinstance(error, (AttributeError, KeyError)):  # an override naming a field the config lacks
-    field = re.match(r"'?([A-Za-z_]\w*)'?", text)
-    overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
-    culprit = next((o for o in overrides if field and o.split(".")[-1] == field.group(1)), "--config.*")
-    return f"{culprit}: the config has no such field ({text})"
-  if isinstance(error, flags.Error):
-    inner = error.__cause__ or error.__context__
-    if inner is not None and not isinstance(inner, flags.Error):
-      return describe_flag_error(inner, argv)  # what went wrong inside the config file
-    return " ".join(text.split())
-  # An exception raised inside the config file (e.g. an unknown variant): say where.
-  frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
-  where = f" ({frame.filename}, line {frame.lineno})" if frame and "site-packages" not in frame.filename else ""
-  name = type(error).__name__
-  return f"--config: {text if text.startswith(name) else f'{name}: {text}'}{where}"
 
 
 def parse_flags(argv: list[str]) -> list[str]:

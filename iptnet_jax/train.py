@@ -7,9 +7,7 @@ from pathlib import Path
 
 import ml_collections
 
-from iptnet_jax.config_defaults import ConfigError
-
-TASKS = ("sm", "lm", "iptnet", "highlight")
+from iptnet_jax.config_defaults import TASKS, ConfigError
 DEFAULT_COMPILATION_CACHE = "~/.cache/iptnet_jax/jax_cache"
 
 

@@ -1,16 +1,13 @@
-"""experiments/highlight_report.py's table (no training): rows beside the published anchors and the floors."""
+"""experiments/highlight_report.py: the table (no training) beside the published anchors and the floors, and `run`
+taking its config as iptnet_jax.main does."""
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "experiments"))
-report = importlib.import_module("highlight_report")
-sys.path.remove(str(REPO / "experiments"))
+from experiments import highlight_report as report
+
 
 DOMAINS = ["VT", "VU"]
 
@@ -46,3 +43,25 @@ def test_table_names_a_missing_run_in_one_line(tmp_path, capsys):
   assert err.count("\n") == 0 and "ours:" in err and "results.json not found" in err
   assert report.main(["table", "--rows", "no-workdir-given"]) == 1
   assert "expected LABEL=WORKDIR" in capsys.readouterr().err
+
+
+def test_run_takes_the_config_as_main_does_and_refuses_bad_ones_in_one_line(tmp_path, capsys):
+  smoke = ["--config=configs/highlight_tvsum.py:smoke", "--config.seeds=0", "--config.data.domains=D1"]
+  assert report.main(["run", *smoke, "--config.model.rnk=2", f"--workdir={tmp_path / 'bad'}"]) == 1
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error: --config.model.rnk: the config has no such field") and "\n" not in err, err
+  assert report.main(["run", f"--workdir={tmp_path / 'none'}"]) == 1
+  assert "run: expected --config=configs/FILE.py" in capsys.readouterr().err
+  assert report.main(["floors", "--out=x.json", "--config.model.rank=2"]) == 1
+  assert "floors: takes no --config" in capsys.readouterr().err
+  assert not (tmp_path / "bad").exists() and not (tmp_path / "none").exists()
+
+
+@pytest.mark.slow
+def test_run_trains_the_config_with_its_overrides(tmp_path):
+  workdir = tmp_path / "run"
+  assert report.main(["run", "--config.model.rank=2", "--config=configs/highlight_tvsum.py:smoke", "--config.seeds=0",
+                      "--config.data.domains=D1", f"--workdir={workdir}"]) == 0
+  recorded = json.loads((workdir / "config.json").read_text())
+  assert recorded["model"]["rank"] == 2 and recorded["seeds"] == "0" and recorded["data"]["source"] == "synthetic"
+  assert set(json.loads((workdir / "results.json").read_text())["per_domain"]) == {"D1"}

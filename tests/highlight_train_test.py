@@ -2,7 +2,7 @@
 data, the command line, exact resume after a crash, one run per workdir, the selection rule (cross-validation never
 reads the val videos), learning, and config errors."""
 
-import importlib.util
+import importlib
 import json
 import subprocess
 import sys
@@ -22,10 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load(name, variant):
-  spec = importlib.util.spec_from_file_location(f"cfg_{name}", REPO / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
+  return importlib.import_module(f"configs.{name}").get_config(variant)
 
 
 def _check_results(results, workdir, domains, seeds, regime):

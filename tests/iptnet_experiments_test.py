@@ -13,7 +13,7 @@ SCRIPT = REPO / "experiments" / "iptnet_experiments.py"
 
 
 def _run(workdir, *extra):
-  command = [sys.executable, str(SCRIPT), "--config=configs/iptnet_demo.py", "--base_variants=smoke",
+  command = [sys.executable, str(SCRIPT), "--config=configs/iptnet_demo.py:smoke",
              "--lm_data=default", "--seeds=0,1", "--methods=iptnet,L", "--one_seed_methods=",
              "--control_methods=", "--nofig5", "--splits=0", f"--workdir={workdir}",
              "--compilation_cache=none", *extra]
@@ -82,9 +82,19 @@ def _check_tables():
   print("tables ok")
 
 
-@pytest.mark.slow  # a subprocess: the script defines absl flags ("config") that iptnet_jax.main also defines
+@pytest.mark.slow  # a subprocess: the script defines absl flags ("workdir") that iptnet_jax.main also defines
 def test_tables_show_the_validation_score_and_pair_only_test_metrics():
   code = f"import sys; sys.path.insert(0, {str(REPO / 'tests')!r}); import iptnet_experiments_test as t; t._check_tables()"
   done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-3000:]
   assert done.stdout.strip().endswith("tables ok")
+
+
+@pytest.mark.slow
+def test_a_bad_override_is_one_line_before_any_run(tmp_path):
+  done = _run(tmp_path / "runs", "--config.iptnet.radiu=2")
+  assert done.returncode == 1
+  assert done.stderr.strip().splitlines() == [
+      "error: --config.iptnet.radiu: the config has no such field ('radiu' Did you mean \"radius\" instead of "
+      "\"radiu\"?)"], done.stderr
+  assert not (tmp_path / "runs").exists()

@@ -1,6 +1,6 @@
 """iPTNet training end to end on the synthetic demo data, the schedule, and the ablation switches."""
 
-import importlib.util
+import importlib
 import json
 from pathlib import Path
 
@@ -16,10 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_config(name, arg=""):
-  spec = importlib.util.spec_from_file_location(f"config_{name}", REPO / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return importlib.import_module(f"configs.{name}").get_config(arg)
 
 
 def test_schedule_warms_up_then_alternates_non_mixing_rounds():

@@ -1,7 +1,6 @@
 """Tests for iptnet_jax/lm/train.py and configs/charades.py: optimizer rules and a short end-to-end run."""
 
 import contextlib
-import importlib.util
 import io
 import json
 import tempfile
@@ -12,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 
+from configs import charades
 from iptnet_jax import checkpoint
 from iptnet_jax.lm import train as lm_train
 from iptnet_jax.lm.model import dummy_inputs
@@ -22,10 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _charades_config(variant="default"):
-  spec = importlib.util.spec_from_file_location("charades_config", REPO / "configs" / "charades.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant)
+  return charades.get_config(variant)
 
 
 class OptimizerTest(absltest.TestCase):

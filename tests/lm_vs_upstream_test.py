@@ -1,15 +1,14 @@
 """experiments/lm_vs_upstream.py: reading upstream's eval file, row specs and the seed summary (no training)."""
 
-import importlib.util
 import math
 from pathlib import Path
 
 import pytest
 
+from experiments import lm_vs_upstream as experiment
+from iptnet_jax.config_defaults import ConfigError
+
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("lm_vs_upstream", REPO / "experiments" / "lm_vs_upstream.py")
-experiment = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(experiment)
 
 
 def test_upstream_curve_keeps_each_epochs_last_evaluation(tmp_path):
@@ -38,13 +37,21 @@ def test_summary_averages_the_last_epochs_then_the_seeds():
 
 
 def test_row_specs():
-  assert experiment.parse_row("nomask=configs/charades.py,model.mask_conv_padding=False", "ours") == (
-      "nomask", "configs/charades.py", ["model.mask_conv_padding=False"])
-  assert experiment.parse_row("t=torch", "torch") == ("t", "torch", [])
+  row = "nomask=configs/charades.py:smoke --config.model.mask_conv_padding=False --config.data.max_videos=7"
+  name, spec = experiment.parse_row(row, "ours")
+  assert name == "nomask"
+  config = experiment.load_config(spec)  # a config with overrides, as iptnet_jax.main takes them
+  assert config.model.mask_conv_padding is False and config.data.max_videos == 7 and config.model.dim == 32
+  assert experiment.load_config("configs/charades.py").model.mask_conv_padding is True
+  assert experiment.parse_row("t=torch", "torch") == ("t", "torch")
   with pytest.raises(experiment.ExperimentError, match="OPTIMIZER one of"):
     experiment.parse_row("t=sgd", "torch")
   with pytest.raises(experiment.ExperimentError, match="expected NAME=CONFIG"):
     experiment.parse_row("configs/charades.py", "ours")
+  with pytest.raises(ConfigError, match=r"^--config\.model\.mask_conv_padingg: the config has no such field"):
+    experiment.load_config("configs/charades.py --config.model.mask_conv_padingg=False")
+  with pytest.raises(experiment.ExperimentError, match="followed by --config.FIELD=VALUE overrides"):
+    experiment.load_config("configs/charades.py model.dim=3")
 
 
 def test_out_folder_must_be_outside_the_repository():

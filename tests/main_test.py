@@ -23,11 +23,12 @@ def run_main(*args: str) -> subprocess.CompletedProcess:
     (["--config=README.md"], "error: --config: README.md, line "),
     (["--config=configs/no_such_config.py"], "error: --config: OSError: [Errno 2] No such file or directory: "
                                              "'configs/no_such_config.py'"),
-    (["--config=configs/demo.py:bogus"], "error: --config: ValueError: configs/demo.py: unknown variant 'bogus'"),
+    (["--config=configs/demo.py:bogus"], "error: --config: configs/demo.py: unknown variant 'bogus'; expected one of "
+                                        "default, smoke"),
     (["--config=configs/demo.py:smoke", "--config.train.lrr=1"],
      "error: --config.train.lrr: the config has no such field ('lrr' Did you mean \"lr\" instead of \"lrr\"?)"),
     (["--config=configs/demo.py:smoke", "--config.train.lr=abc"],
-     "error: --config: ValueError: could not convert string to float: 'abc'"),
+     "error: --config.train.lr=abc: could not convert string to float: 'abc'"),
     (["--config=configs/demo.py:smoke", "--config.task=foo"],
      "error: config.task='foo': expected one of sm, lm, iptnet, highlight"),
     (["--config=configs/demo.py:smoke", "--config.seed=-5"], "error: config.seed=-5: expected a non-negative integer"),

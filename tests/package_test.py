@@ -214,11 +214,12 @@ def test_no_import_cycles_among_package_modules():
 # A non-editable install
 
 def _copy_sources(destination: Path) -> Path:
-  """The files a build of the package reads (pyproject.toml, README.md, iptnet_jax/), nothing else."""
+  """The files a build of the package reads (pyproject.toml, README.md, iptnet_jax/, configs/), nothing else."""
   destination.mkdir()
   for name in ("pyproject.toml", "README.md"):
     shutil.copy2(REPO / name, destination / name)
-  shutil.copytree(PACKAGE, destination / "iptnet_jax", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+  for package in (PACKAGE, REPO / "configs"):
+    shutil.copytree(package, destination / package.name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
   return destination
 
 
@@ -250,6 +251,14 @@ def test_non_editable_install_runs_the_demo_and_parity_from_another_folder(tmp_p
   where = run("-c", "import iptnet_jax.parity.reference as r; print(r.__file__)")
   assert where.returncode == 0, where.stderr
   assert Path(where.stdout.strip()).is_relative_to(purelib), where.stdout  # the installed copy, not this checkout
+  # The installed config files, loaded by path as --config loads them, import their siblings from the install.
+  installed_config = f"{purelib / 'configs' / 'iptnet_demo.py'}:smoke,T"
+  configs = run("-c", "import configs, configs.common; from iptnet_jax import config_defaults as d; "
+                f"c = d.ConfigArgs({installed_config!r}).load(); d.validate(c); "
+                "print(configs.common.__file__, c.iptnet.teaching)")
+  assert configs.returncode == 0, configs.stderr
+  location, teaching = configs.stdout.split()
+  assert Path(location).is_relative_to(purelib) and teaching == "False", configs.stdout
 
   demo = run("-m", "iptnet_jax.main", "--config=demo_config.py:smoke", "--workdir=run", "--compilation_cache=none")
   assert demo.returncode == 0, demo.stdout + demo.stderr

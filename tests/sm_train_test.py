@@ -1,6 +1,6 @@
 """End to end: SM-only training through train_and_evaluate and the command line."""
 
-import importlib.util
+import importlib
 import json
 import subprocess
 import sys
@@ -20,9 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load_config(name: str, arg: str | None = None):
-  spec = importlib.util.spec_from_file_location(f"config_{name}", REPO / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = importlib.import_module(f"configs.{name}")
   return module.get_config(arg) if arg else module.get_config()
 
 

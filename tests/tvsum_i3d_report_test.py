@@ -2,9 +2,7 @@
 h5 and domain yml, trains the tiny SM for 1 epoch on 2 DSNet-style splits and 2 domains, and prints and
 saves the floor, F1 and top-5 mAP tables."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import h5py
@@ -12,18 +10,17 @@ import numpy as np
 import pytest
 import yaml
 
+from experiments import tvsum_i3d_report as report
+from iptnet_jax import config_defaults
 from iptnet_jax.datasets import eccv16, tvsum_i3d
 from iptnet_jax.sm import inference
 from tvsum_i3d_test import _fake_video, _write_shared
 
 REPO = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("tvsum_i3d_report", REPO / "experiments" / "tvsum_i3d_report.py")
-report = sys.modules["tvsum_i3d_report"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(report)
 
 H5_NAME = "eccv16_dataset_tvsum_i3d_rgb_kts.h5"
-TINY = ["--set", "model.attention_dim=16", "--set", "model.num_heads=2", "--set", "model.num_hidden=16",
-        "--set", "data.buckets=(48,)", "--set", "eval.batch_size=4", "--no-compile-cache"]
+TINY = ["--config.model.attention_dim=16", "--config.model.num_heads=2", "--config.model.num_hidden=16",
+        "--config.data.buckets=(48,)", "--config.eval.batch_size=4", "--no-compile-cache"]
 
 
 def _generated_shared(root: Path):
@@ -81,21 +78,23 @@ def test_report_builds_trains_and_prints_both_benchmarks(tmp_path, capsys):
   mtime = (data / H5_NAME).stat().st_mtime_ns
   assert report.ensure_data(tmp_path / "shared", data, "rgb", domain_splits=True, log=None) == data / H5_NAME
   assert (data / H5_NAME).stat().st_mtime_ns == mtime
-  args = report.parse_args(argv + ["--domains", "bk"])
-  config, domains = report.highlight_config(args, [])
+  args = report.parse_args(argv[:-len(TINY)] + ["--domains", "bk"])
+  config, domains = report.highlight_config(args, config_defaults.ConfigArgs(None))
   assert domains == ["VT", "BK"] and config.data.splits == "1"
 
 
 def test_overrides_and_refusals(tmp_path, capsys):
-  config = report.load_config("tvsum_i3d", "rgb")
-  report.apply_overrides(config, [report.parse_override("data.buckets=[64, 128]"),
-                                  report.parse_override("train.lr=1"), report.parse_override("data.splits=0,2")])
+  overrides, rest = config_defaults.parse_config_flags(["--epochs", "3", "--config.data.buckets=(64, 128)",
+                                                        "--config.train.lr=1", "--config.train.epochs=7"])
+  args = report.parse_args(rest + ["--data", str(tmp_path / "d")])
+  config = report.fscore_config(args, overrides)
   assert config.data.buckets == (64, 128) and config.train.lr == 1.0 and isinstance(config.train.lr, float)
-  assert config.data.splits == "0,2"
-  with pytest.raises(ValueError, match="no field 'nope'"):
-    report.apply_overrides(config, [("train.nope", 1)])
-  with pytest.raises(ValueError, match="FIELD=VALUE"):
-    report.parse_override("train.lr")
+  assert config.train.epochs == 7  # the overrides come after --epochs
+  # The report builds its own configs: a config file, or an override of a field they lack, is one error line.
+  assert report.main(["--config=configs/demo.py", "--data", str(tmp_path / "d")]) == 1
+  assert "this report runs configs/tvsum_i3d.py" in capsys.readouterr().err
+  with pytest.raises(config_defaults.ConfigError, match=r"^--config\.train\.nope: the config has no such field"):
+    report.fscore_config(args, config_defaults.parse_config_flags(["--config.train.nope=1"])[0])
 
   # Data derived from the shared folder never goes into the repository.
   assert report.main(["--data", str(REPO / "datasets" / "x"), "--no-compile-cache"]) == 1

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
+from configs import quickstart
 from iptnet_jax import export, localize, plots, run_dir, run_models, summarize
 from iptnet_jax.datasets import charades_sta, eccv16
 from iptnet_jax.vsumm import evaluate as vsumm_eval
@@ -22,12 +23,7 @@ SENTENCES = ["a person opens the door.", "the person closes the window.", "a per
 
 
 def _config(task: str):
-  import importlib.util
-
-  spec = importlib.util.spec_from_file_location("quickstart_config", REPO / "configs" / "quickstart.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config("smoke")
+  config = quickstart.get_config("smoke")
   config.data.synthetic.feature_dim = DIM
   config.model.attention_dim = DIM
   config.lm.data.synthetic.dim = DIM

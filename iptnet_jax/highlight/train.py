@@ -52,7 +52,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from iptnet_jax import loop, run_dir, run_log
+from iptnet_jax import config_defaults, loop, run_dir, run_log
 from iptnet_jax.errors import InputError
 from iptnet_jax.highlight import data as data_lib
 from iptnet_jax.highlight import losses
@@ -610,7 +610,7 @@ def train_and_evaluate_highlight(config: ml_collections.ConfigDict, workdir: str
                                  overwrite: bool = False) -> dict:
   """Trains and scores every selected domain x seed on the project's loop (iptnet_jax.loop: one run per workdir,
   exact resume, metrics.jsonl, checkpoints); writes and returns <workdir>/results.json."""
-  check_config(config)
+  config_defaults.validate(config)
   cv_epochs(config)
   with run_dir.claimed(workdir, config, overwrite) as info:
     dataset = load_dataset(config)

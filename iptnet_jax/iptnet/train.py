@@ -366,9 +366,7 @@ def train_and_evaluate_iptnet(config: ml_collections.ConfigDict, workdir: str | 
                               ) -> dict:
   """Trains iPTNet (or an ablation) on every selected split (resuming a run interrupted in `workdir`); returns
   and writes the summary."""
-  config_defaults.check_iptnet_config(config)
-  if config.iptnet.use_lm:
-    lm_train.check_lm_config(config.lm, prefix="lm.")
+  config_defaults.validate(config)
   if config.iptnet.distributed:  # multi-host (BUILD.md): explicit coordinator, or detected from the cluster
     c = config.iptnet
     jax.distributed.initialize(coordinator_address=c.coordinator_address or None,

@@ -217,7 +217,7 @@ class SMTask(loop.Task):
 def train_and_evaluate_sm(config: ml_collections.ConfigDict, workdir: str | Path, overwrite: bool = False) -> dict:
   """Trains and evaluates on every selected split (resuming a run interrupted in `workdir`); returns
   {'splits': [...], 'mean_test_score': ...}, also written to results.json."""
-  config_defaults.check_sm_config(config)
+  config_defaults.validate(config)
   with run_dir.claimed(workdir, config, overwrite) as info:
     task = SMTask(config, info.workdir)
     run_dir.record(info, config)
