@@ -134,11 +134,16 @@ FLOORS = (("random_score", "F1", 100), ("random_tau", "tau", 1), ("random_rho", 
 
 
 def per_run(result: dict, key: str, seed: int) -> dict[tuple[int, int], float]:
-  return {(s["index"], seed): float(s[key]) for s in result["splits"]}
+  """{(split, seed): value}; a value the run has not got (val_score without a validation subset) is NaN."""
+  return {(s["index"], seed): float("nan") if s.get(key) is None else float(s[key]) for s in result["splits"]}
 
 
 def mean_std(values) -> str:
+  """Over the finite values ('n/a' when there are none, e.g. the val column of runs without a validation subset)."""
   values = np.asarray(list(values), np.float64)
+  values = values[np.isfinite(values)]
+  if values.size == 0:
+    return "n/a"
   return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}" if values.size > 1 else f"{values.mean():.2f}"
 
 
@@ -154,7 +159,9 @@ def method_table(results: dict) -> tuple[str, dict]:
     cells = []
     for key, _, scale in METRICS:
       values = [v * scale for seed, r in by_seed.items() for v in per_run(r, key, seed).values()]
-      entry[key] = {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else None}
+      finite = [v for v in values if np.isfinite(v)]
+      entry[key] = {"mean": float(np.mean(finite)) if finite else None,
+                    "std": float(np.std(finite, ddof=1)) if len(finite) > 1 else None}
       cells.append(mean_std(values))
     name = next(iter(by_seed.values()))["method"]
     rows.append([lm_data if method != "L" else "(none)", name, entry["n"], *cells])

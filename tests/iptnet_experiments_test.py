@@ -79,6 +79,11 @@ def _check_tables():
   assert set(paired["paired"]) == {"iptnet_minus_iptnet_L", "iptnet_minus_iptnet_L_dsnet",
                                    "iptnet_minus_iptnet_L_tau", "iptnet_minus_iptnet_L_rho"}
   assert paired["paired"]["iptnet_minus_iptnet_L"]["mean"] == pytest.approx(2.0)
+  no_val = {key: {0: {"method": r[0]["method"], "splits": [dict(s, val_score=None) for s in r[0]["splits"]]}}
+            for key, r in results.items()}  # a config without a validation subset (the demo smoke)
+  text, summary = experiment.method_table(no_val)
+  assert summary["youtube/iptnet"]["val_score"] == {"mean": None, "std": None}
+  assert next(line for line in text.splitlines() if "iPTNet " in line).split()[-1] == "n/a"
   print("tables ok")
 
 
