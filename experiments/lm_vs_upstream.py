@@ -366,24 +366,24 @@ def upstream_child(upstream: str, argv: list[str]) -> None:
       nltk.tokenize.word_tokenize = lambda text, language="english": treebank(text, language, preserve_line=True)
       used.append("nltk: word_tokenize(preserve_line=True), no Punkt data")
   except ImportError:
-    from iptnet_jax.datasets import charades_sta
+    from iptnet_jax.datasets import text
 
     tokenize = types.ModuleType("nltk.tokenize")
-    tokenize.word_tokenize = lambda text, language="english": charades_sta.tokenize(text)
+    tokenize.word_tokenize = lambda sentence, language="english": text.tokenize(sentence)
     nltk = types.ModuleType("nltk")
     nltk.tokenize = tokenize
     sys.modules.update({"nltk": nltk, "nltk.tokenize": tokenize})
-    used.append("nltk: iptnet_jax.datasets.charades_sta.tokenize")
+    used.append("nltk: iptnet_jax.datasets.text.tokenize")
   sys.path.insert(0, upstream)
   from util import data_gen  # upstream's
 
-  from iptnet_jax.datasets import charades_sta
+  from iptnet_jax.datasets import text
 
   def load_glove(path):  # upstream reads 300-d rows only
-    return set(charades_sta.load_glove(path)[0])
+    return set(text.load_glove(path)[0])
 
   def filter_glove_embedding(word_dict, path):
-    vectors, dim = charades_sta.load_glove(path, keep=set(word_dict))
+    vectors, dim = text.load_glove(path, keep=set(word_dict))
     table = np.zeros((len(word_dict), dim), np.float32)
     for word, index in word_dict.items():
       table[index] = vectors[word]

@@ -37,7 +37,7 @@ PLOT_FILE = "highlight.png"
 def query_vocabulary(run: run_models.TrainedRun) -> tuple[dict, dict]:
   """(word_vocab, char_vocab) of the run's LM data, rebuilt as the loader built them for training and checked
   against the checkpoint's GloVe rows and char table."""
-  from iptnet_jax.datasets import charades_sta
+  from iptnet_jax.datasets import charades_sta, text
 
   lm_config = run.lm_config
   source = lm_config.data.get("source", "charades_sta")
@@ -47,11 +47,11 @@ def query_vocabulary(run: run_models.TrainedRun) -> tuple[dict, dict]:
     if lm_config.data.get("vocab_scope", "files") == "used":  # only the kept videos' lines (load_charades_sta)
       max_videos = lm_config.data.get("max_videos", 0) or None
       annotations = {split: charades_sta.first_videos(annotations[split], max_videos) for split in annotations}
-    word_counts, char_counts = charades_sta.count_tokens(
+    word_counts, char_counts = text.count_tokens(
         [a.words for split in charades_sta.SPLITS for a in annotations[split]])
-    glove, word_dim = charades_sta.load_glove(glove_path, keep=set(word_counts))
-    word_vocab, vectors = charades_sta.build_word_vocab(word_counts, glove, word_dim)
-    char_vocab = charades_sta.build_char_vocab(char_counts)
+    glove, word_dim = text.load_glove(glove_path, keep=set(word_counts))
+    word_vocab, vectors = text.build_word_vocab(word_counts, glove, word_dim)
+    char_vocab = text.build_char_vocab(char_counts)
     origin = f"{annotation_dir} and {glove_path}"
   else:  # YouTube Highlights: its loader builds the vocabularies from the titles (it reads the features too)
     from iptnet_jax.lm import train as lm_train
@@ -73,12 +73,12 @@ def query_vocabulary(run: run_models.TrainedRun) -> tuple[dict, dict]:
 
 def encode(query: str, word_vocab: dict, char_vocab: dict, max_pos_len: int):
   """(words, word_ids, char_ids per word, unknown words)."""
-  from iptnet_jax.datasets import charades_sta
+  from iptnet_jax.datasets import text
 
-  words = charades_sta.tokenize(query)
+  words = text.tokenize(query)
   if not words:
     raise FeaturesError(f"--query={query!r}: no words")
-  word_ids, char_ids = charades_sta.encode_query(words, word_vocab, char_vocab, max_pos_len)
+  word_ids, char_ids = text.encode_query(words, word_vocab, char_vocab, max_pos_len)
   unknown = sorted({w for w in words[:max_pos_len] if w not in word_vocab})
   if len(unknown) == len(set(words[:max_pos_len])):
     raise FeaturesError(f"--query={query!r}: none of its words ({', '.join(unknown)}) is in the run's vocabulary, "

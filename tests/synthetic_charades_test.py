@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from iptnet_jax.datasets import charades_sta as cs
+from iptnet_jax.datasets import text
 from iptnet_jax.datasets import synthetic_charades as sc
 from iptnet_jax.lm import span
 
@@ -69,8 +70,8 @@ def test_query_concept_marks_its_own_moment(annotation_dir, tmp_path):
   sc.generate(annotation_dir, out, SPEC)
   bank = sc.ConceptBank.for_annotations(annotation_dir, SPEC)
   video = np.load(out / "VIDA.npy")  # 30 frames of 1 s: moment 1 on frames 2..7, moment 2 on 15..24
-  door = video @ bank.sentence(cs.tokenize(TRAIN[0]))
-  chair = video @ bank.sentence(cs.tokenize(TRAIN[2]))
+  door = video @ bank.sentence(text.tokenize(TRAIN[0]))
+  chair = video @ bank.sentence(text.tokenize(TRAIN[2]))
   # Each query's own moment responds more than the other moment of the same video and than any background.
   assert door[2:8].min() > door[15:25].max() and chair[15:25].min() > chair[2:8].max()
   background = np.r_[0:2, 8:15, 25:30]

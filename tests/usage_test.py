@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from iptnet_jax import export, localize, plots, run_dir, run_models, summarize
-from iptnet_jax.datasets import charades_sta, eccv16
+from iptnet_jax.datasets import charades_sta, eccv16, text
 from iptnet_jax.vsumm import evaluate as vsumm_eval
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,10 +55,10 @@ def _write_annotations(root: Path) -> None:
 
 def _vocabulary(root: Path):
   annotations = charades_sta.load_split_annotations(root / "charades")
-  words, chars = charades_sta.count_tokens([a.words for s in charades_sta.SPLITS for a in annotations[s]])
-  glove, dim = charades_sta.load_glove(root / "glove.txt", keep=set(words))
-  word_vocab, vectors = charades_sta.build_word_vocab(words, glove, dim)
-  return word_vocab, charades_sta.build_char_vocab(chars), vectors
+  words, chars = text.count_tokens([a.words for s in charades_sta.SPLITS for a in annotations[s]])
+  glove, dim = text.load_glove(root / "glove.txt", keep=set(words))
+  word_vocab, vectors = text.build_word_vocab(words, glove, dim)
+  return word_vocab, text.build_char_vocab(chars), vectors
 
 
 def make_workdir(root: Path, task: str = "iptnet", splits=(0,)) -> Path:

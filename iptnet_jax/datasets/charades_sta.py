@@ -10,19 +10,16 @@ Layout read (reference_spec.md §3.1; VSLNet `util/data_gen.py`):
 
 Processing, as VSLNet does it:
 * start is clipped to >= 0 and end to <= the video's duration; a moment that is empty after clipping is an
-  error. Sentences are lower-cased and tokenised by `tokenize`, a regex approximation of
-  `nltk.word_tokenize` (see its docstring for what it does and does not reproduce).
-* Word vocabulary: 0 = PAD, 1 = UNK, then every token present in GloVe, most frequent first (ties keep first
-  occurrence), counted over the splits in `vocab_splits`. VSLNet counts over **train and test** (its
+  error. Sentences are lower-cased and tokenised by `text.tokenize` (`nltk.word_tokenize`'s rules).
+* Vocabularies and word vectors (`datasets.text`): words 0 = PAD, 1 = UNK, then every token present in GloVe,
+  most frequent first, counted over the splits in `vocab_splits`. VSLNet counts over **train and test** (its
   `vocab_emb_gen(data_list=[train, test])`), which is the default here; pass `vocab_splits=("train",)` to
   count the training set only. With `max_videos`, `vocab_scope` says whether the whole files ("files", the
   default) or only the kept videos' lines ("used", as VSLNet counts the files it is given) are counted.
   `word_vectors` is (V, word_dim) float32 with rows 0 (PAD) and 1 (UNK) zero: the model owns the trainable
   UNK vector and keeps the GloVe rows frozen. GloVe rows must all have one width, and the vectors must cover
-  at least a quarter of the counted query tokens (MIN_KNOWN_TOKEN_FRACTION): a wrong GloVe file would
-  otherwise leave (almost) every query word UNK.
-* Char vocabulary: 0 = PAD, 1 = UNK, then the characters occurring >= 5 times in the same splits' tokens,
-  most frequent first.
+  at least a quarter of the counted query tokens (text.MIN_KNOWN_TOKEN_FRACTION). Chars: 0 = PAD, 1 = UNK, then
+  the characters occurring >= 5 times in the same splits' tokens, most frequent first.
 * Queries keep their first `max_pos_len` tokens. Videos longer than `max_pos_len` clips are average-pooled to
   `max_pos_len` by `lm.labels.visual_feature_sampling`; `num_units = min(T, max_pos_len)`.
 * Labels: (start_index, end_index) = `lm.labels.time_to_index(start, end, num_units, duration)`; the
@@ -78,19 +75,17 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from iptnet_jax.datasets import text
 from iptnet_jax.datasets.batching import bucket_length, pad_axis
 from iptnet_jax.errors import InputError
 from iptnet_jax.lm import labels as lm_labels
 from iptnet_jax.lm import span as lm_span
 
-PAD_TOKEN, UNK_TOKEN = "<PAD>", "<UNK>"
-PAD_ID, UNK_ID = 0, 1
 SPLITS = ("train", "test")
 DURATIONS_FILE = "charades.json"
 SYNTHETIC_MARKER = "SYNTHETIC.json"
@@ -100,10 +95,6 @@ CHAR_BUCKETS = (4, 8, 16, 32)  # Charades-STA words have <= 15 chars: almost eve
 MIN_CHAR_LENGTH = 4  # VSLNet's char CNN has kernels up to width 4; shorter char axes would break it
 HIGHLIGHT_EXTENSION = 0.1
 VOCAB_SCOPES = ("files", "used")  # which annotation lines the vocabularies count (load_charades_sta)
-# The right GloVe file covers most query tokens (the shared 6B file: 86 % of Charades-STA's, nearly all the rest
-# being the sentence-final '.' it lacks); a wrong one (another language, casing or vocabulary) almost none. A
-# quarter is far from both, and leaves room for small hand-made vocabularies in tests.
-MIN_KNOWN_TOKEN_FRACTION = 0.25
 
 
 class CharadesDataError(InputError):
@@ -119,54 +110,6 @@ def annotation_path(annotation_dir: str | Path, split: str) -> Path:
     raise CharadesDataError(f"split: expected one of {SPLITS}, got {split!r}")
   return Path(annotation_dir) / f"charades_sta_{split}.txt"
 
-
-# ---------------------------------------------------------------------------------------------- tokenizer
-
-_OPEN_DOUBLE_QUOTE = re.compile(r'(^|[\s(\[{<])"')
-_COMMA_OR_COLON = re.compile(r"([:,])(?!\d)")  # "1,000" and "10:30" stay whole, as in NLTK
-_ELLIPSIS = re.compile(r"\.{2,}")
-_ALWAYS_SPLIT = re.compile(r"[;@#$%&?!*()\[\]{}<>]")
-_CLITIC = re.compile(r"^(.*[^'])(n't|'s|'m|'d|'ll|'re|'ve|')$")
-_FUSED_WORDS = re.compile(r"^(can)(not)$|^(gon|wan)(na)$|^(got)(ta)$|^(gim|lem)(me)$")
-
-
-def tokenize(sentence: str) -> list[str]:
-  """Lower-cases and splits a sentence into word and punctuation tokens.
-
-  An approximation of `nltk.word_tokenize` (Punkt + NLTK's Treebank rules), which VSLNet uses and which is
-  not available here. Reproduced: `; @ # $ % & ? ! * ( ) [ ] { } < >` and `--` become their own tokens;
-  commas and colons split off unless a digit follows ("1,000" stays); a word-final period splits off when the
-  word has no other period ("door." -> "door", "." but "a.m." stays); clitics split off the end of a word
-  ("person's" -> "person", "'s"; "won't" -> "wo", "n't"; "they're" -> "they", "'re"); "cannot", "gonna",
-  "wanna", "gotta", "gimme", "lemme" split in two; double quotes become `` and ''. Hyphens, slashes and
-  periods inside a word are kept ("walk-in", "blanket/pillow", "door.the"), as NLTK keeps them.
-  Not reproduced: Punkt's sentence splitting (only matters for a period that is not word-final) and NLTK's
-  rarer rules ("'tis", "d'ye", "more'n").
-  """
-  text = sentence.strip().lower()
-  text = _OPEN_DOUBLE_QUOTE.sub(r"\1 `` ", text).replace('"', " '' ")
-  text = _COMMA_OR_COLON.sub(r" \1 ", text)
-  text = _ELLIPSIS.sub(r" \g<0> ", text)
-  text = _ALWAYS_SPLIT.sub(r" \g<0> ", text)
-  text = text.replace("--", " -- ")
-  tokens: list[str] = []
-  for chunk in text.split():
-    if len(chunk) > 1 and chunk.endswith(".") and "." not in chunk[:-1]:
-      tokens.extend(_split_word(chunk[:-1]))
-      tokens.append(".")
-    else:
-      tokens.extend(_split_word(chunk))
-  return tokens
-
-
-def _split_word(word: str) -> list[str]:
-  clitic = _CLITIC.match(word)
-  parts = [clitic.group(1), clitic.group(2)] if clitic else [word]
-  tokens = []
-  for part in parts:
-    fused = _FUSED_WORDS.match(part)
-    tokens.extend([g for g in fused.groups() if g] if fused else [part])
-  return tokens
 
 
 # -------------------------------------------------------------------------------------------- annotations
@@ -184,15 +127,6 @@ class MomentAnnotation:
   words: tuple[str, ...]
   where: str  # "file:line", for error messages further down the pipeline
 
-
-def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
-  """(line number, text) of a UTF-8 text file; a decoding failure names the file and line."""
-  with path.open("rb") as lines:
-    for line_number, raw in enumerate(lines, start=1):
-      try:
-        yield line_number, raw.decode("utf-8")
-      except UnicodeDecodeError as error:
-        raise CharadesDataError(f"{path}:{line_number}: expected UTF-8 text: {error}") from None
 
 
 def load_durations(path: str | Path) -> dict[str, float]:
@@ -230,7 +164,7 @@ def parse_annotations(path: str | Path, durations: Mapping[str, float], *,
     raise CharadesFileNotFoundError(f"{path}: Charades-STA annotation file not found (expected "
                                     "charades_sta_train.txt / charades_sta_test.txt from the VSLNet repository)")
   annotations = []
-  for line_number, line in _read_lines(path):
+  for line_number, line in text.read_lines(path):
     line = line.strip()
     if not line:
       continue
@@ -254,7 +188,7 @@ def parse_annotations(path: str | Path, durations: Mapping[str, float], *,
     if not end > start:
       raise CharadesDataError(f"{where}: video {vid}: expected start < end within [0, {duration}] s, got "
                               f"[{start_text}, {end_text}] (empty after clipping)")
-    words = tuple(tokenize(sentence))
+    words = tuple(text.tokenize(sentence))
     if not words:
       raise CharadesDataError(f"{where}: video {vid}: empty sentence (no tokens after '##')")
     annotations.append(MomentAnnotation(first_sample_id + len(annotations), vid, start, end, duration,
@@ -286,117 +220,6 @@ def first_videos(annotations: Sequence[MomentAnnotation], max_videos: int | None
       continue
     kept.setdefault(annotation.vid)
   return [a for a in annotations if a.vid in kept]
-
-
-# ---------------------------------------------------------------------------------------------- vocabularies
-
-def load_glove(path: str | Path, keep: set[str] | None = None) -> tuple[dict[str, np.ndarray], int]:
-  """({word: float32 vector}, word_dim) from a GloVe text file, keeping only the words in `keep` if given.
-
-  The dimension is that of the first vector line. A word2vec-style "count dim" header line is skipped, as
-  VSLNet skips it. A line with more fields than `word_dim + 1` has a word containing spaces (GloVe 840B has a
-  few); it is read with the leading fields joined as its word (such a word never matches a token).
-  """
-  path = Path(path)
-  if not path.is_file():
-    raise CharadesFileNotFoundError(f"{path}: GloVe file not found (expected a GloVe text file, e.g. "
-                                    "glove/glove.6B.50d.charades_tvsum_vocab.txt of the shared data)")
-  vectors: dict[str, np.ndarray] = {}
-  word_dim = dim_line = None
-  for line_number, line in _read_lines(path):
-    fields = line.rstrip("\n").rstrip().split(" ")
-    if fields == [""]:
-      continue
-    if word_dim is None and len(fields) == 2 and line_number == 1:
-      continue  # "vocab_size dim" header
-    if word_dim is None:
-      word_dim, dim_line = len(fields) - 1, line_number
-      if word_dim < 1:
-        raise CharadesDataError(f"{path}:{line_number}: expected 'word v_1 ... v_d', got {line.strip()!r}")
-    # More fields than word_dim + 1 is a word with spaces, unless the second field is a number: then the row is
-    # wider than the first one, and reading it as a word with spaces would make every word of the file unknown.
-    if len(fields) < word_dim + 1 or (len(fields) > word_dim + 1 and _is_number(fields[1])):
-      raise CharadesDataError(f"{path}:{line_number}: expected a word and {word_dim} numbers, got "
-                              f"{len(fields) - 1} numbers (line {dim_line} has {word_dim}: every row of a GloVe "
-                              "file has the same width)")
-    word = " ".join(fields[:len(fields) - word_dim])
-    if keep is not None and word not in keep:
-      continue
-    try:
-      vector = np.asarray(fields[len(fields) - word_dim:], dtype=np.float32)
-    except ValueError:
-      raise CharadesDataError(f"{path}:{line_number}: word {word!r}: expected {word_dim} numbers") from None
-    if not np.all(np.isfinite(vector)):
-      raise CharadesDataError(f"{path}:{line_number}: word {word!r}: expected finite numbers")
-    vectors[word] = vector  # a repeated word keeps its last vector, as VSLNet's filter_glove_embedding
-  if word_dim is None:
-    raise CharadesDataError(f"{path}: no vectors (expected GloVe text lines 'word v_1 ... v_d')")
-  return vectors, word_dim
-
-
-def _is_number(text: str) -> bool:
-  try:
-    float(text)
-  except ValueError:
-    return False
-  return True
-
-
-def check_glove_coverage(word_counts: collections.Counter, glove: Mapping[str, np.ndarray], glove_path: str | Path,
-                         annotation_dir: str | Path) -> None:
-  """Refuses a vocabulary whose query tokens are mostly UNK: the wrong GloVe file (another language, casing or
-  vocabulary) would otherwise train on queries the model cannot read, and with no word known at all the GloVe
-  table is empty (a zero-size array that checkpointing rejects only after training)."""
-  total = sum(word_counts.values())
-  known = sum(count for word, count in word_counts.items() if word in glove)
-  if total and known < MIN_KNOWN_TOKEN_FRACTION * total:
-    known_words = sum(1 for word in word_counts if word in glove)
-    raise CharadesDataError(
-        f"{glove_path}: only {known_words} of the {len(word_counts)} distinct query words of {annotation_dir} have a "
-        f"vector ({100 * known / total:.1f} % of the {total} query tokens); expected at least "
-        f"{100 * MIN_KNOWN_TOKEN_FRACTION:.0f} %, else most query words are UNK (is it a GloVe text file of "
-        "lower-cased English words?)")
-
-
-def count_tokens(token_lists: Sequence[Sequence[str]]) -> tuple[collections.Counter, collections.Counter]:
-  """(word counter, char counter) in first-occurrence order, which `most_common` keeps for ties."""
-  words, chars = collections.Counter(), collections.Counter()
-  for tokens in token_lists:
-    for token in tokens:
-      words[token] += 1
-      for char in token:
-        chars[char] += 1
-  return words, chars
-
-
-def build_word_vocab(word_counts: collections.Counter, glove: Mapping[str, np.ndarray],
-                     word_dim: int) -> tuple[dict[str, int], np.ndarray]:
-  """(word_vocab, word_vectors): PAD, UNK, then in-GloVe words by decreasing count; rows 0 and 1 zero."""
-  words = [word for word, _ in word_counts.most_common() if word in glove]
-  vocab = {PAD_TOKEN: PAD_ID, UNK_TOKEN: UNK_ID}
-  vectors = np.zeros((len(words) + 2, word_dim), np.float32)
-  for word in words:
-    vectors[len(vocab)] = glove[word]
-    vocab[word] = len(vocab)
-  return vocab, vectors
-
-
-def build_char_vocab(char_counts: collections.Counter, min_count: int = 5) -> dict[str, int]:
-  """PAD, UNK, then characters with count >= min_count by decreasing count."""
-  vocab = {PAD_TOKEN: PAD_ID, UNK_TOKEN: UNK_ID}
-  for char, count in char_counts.most_common():
-    if count >= min_count:
-      vocab[char] = len(vocab)
-  return vocab
-
-
-def encode_query(words: Sequence[str], word_vocab: Mapping[str, int], char_vocab: Mapping[str, int],
-                 max_pos_len: int) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-  """(word_ids (Lq,) int32, one int32 char-id array per word) for the first max_pos_len words."""
-  kept = list(words)[:max_pos_len]
-  word_ids = np.asarray([word_vocab.get(w, UNK_ID) for w in kept], np.int32)
-  char_ids = tuple(np.asarray([char_vocab.get(c, UNK_ID) for c in w], np.int32) for w in kept)
-  return word_ids, char_ids
 
 
 # ---------------------------------------------------------------------------------------------------- features
@@ -552,7 +375,7 @@ def make_samples(annotations: Sequence[MomentAnnotation], store: VideoFeatureSto
       raise type(error)(f"{error} (needed by {annotation.where})") from None
     start_index, end_index = lm_labels.time_to_index(annotation.start, annotation.end, num_units,
                                                      annotation.duration)
-    word_ids, char_ids = encode_query(annotation.words, word_vocab, char_vocab, max_pos_len)
+    word_ids, char_ids = text.encode_query(annotation.words, word_vocab, char_vocab, max_pos_len)
     samples.append(MomentSample(annotation.sample_id, annotation.vid, annotation.start, annotation.end,
                                 annotation.duration, annotation.words, word_ids, char_ids, num_units,
                                 int(start_index), int(end_index), store))
@@ -651,11 +474,11 @@ def load_charades_sta(annotation_dir: str | Path, glove_path: str | Path, featur
   annotations = load_split_annotations(annotation_dir)
   kept = {split: first_videos(annotations[split], max_videos) for split in SPLITS}
   counted = kept if vocab_scope == "used" else annotations
-  word_counts, char_counts = count_tokens([a.words for s in SPLITS if s in vocab_splits for a in counted[s]])
-  glove, word_dim = load_glove(glove_path, keep=set(word_counts))
-  check_glove_coverage(word_counts, glove, glove_path, annotation_dir)
-  word_vocab, word_vectors = build_word_vocab(word_counts, glove, word_dim)
-  char_vocab = build_char_vocab(char_counts, char_min_count)
+  word_counts, char_counts = text.count_tokens([a.words for s in SPLITS if s in vocab_splits for a in counted[s]])
+  glove, word_dim = text.load_glove(glove_path, keep=set(word_counts))
+  text.check_glove_coverage(word_counts, glove, glove_path, annotation_dir)
+  word_vocab, word_vectors = text.build_word_vocab(word_counts, glove, word_dim)
+  char_vocab = text.build_char_vocab(char_counts, char_min_count)
   store = VideoFeatureStore(feature_dir, max_pos_len, cache=cache_features)
   samples = {split: make_samples(kept[split], store, word_vocab, char_vocab, max_pos_len) for split in SPLITS}
   store.settle_feature_dim()

