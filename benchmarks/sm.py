@@ -2,8 +2,8 @@
 
 Data: `num_videos` TVSum-like videos, lengths T drawn uniformly in [49, 323] with a fixed seed, 1024-d
 Gaussian features, a binary keyshot-like target (random 2-4 s shots up to ~15 % of the video), and the
-anchor-free labels of iptnet_jax.sm.anchor_free. Labels are computed once for both sides (DSNet recomputes
-its knapsack target on every step; that host work is left out of both).
+anchor-free labels of iptnet_jax.datasets.anchor_free_labels. Labels are computed once for both sides (DSNet
+recomputes its knapsack target on every step; that host work is left out of both).
 
 Ours: iptnet_jax.sm.train (make_model / make_optimizer / init_params / make_train_step, the config defaults
 of config_defaults.sm_config: batch 1, TVSUM_BUCKETS), one epoch = iterate_batches over the shuffled videos,
@@ -29,7 +29,7 @@ import numpy as np
 
 from benchmarks import common, flops, peak
 from iptnet_jax import config_defaults
-from iptnet_jax.datasets import batching, summarization
+from iptnet_jax.datasets import anchor_free_labels, batching, summarization
 from iptnet_jax.sm import anchor_free
 from iptnet_jax.sm import train as sm_train
 
@@ -53,9 +53,9 @@ def tvsum_like_examples(num_videos: int = 40, seed: int = 0, min_len: int = MIN_
       if target.sum() + (hi - lo) > 0.15 * length and target.any():
         continue
       target[lo:hi] = 1.0
-    offsets = anchor_free.offset_labels(target)
+    offsets = anchor_free_labels.offset_labels(target)
     examples.append(summarization.TrainingExample(f"video_{i}", features, target, offsets,
-                                                  anchor_free.centerness_labels(target, offsets)))
+                                                  anchor_free_labels.centerness_labels(target, offsets)))
   return examples
 
 

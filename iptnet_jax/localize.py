@@ -4,7 +4,7 @@
       [--split=K] [--duration=SECONDS] [--top_k=5] [--nms=0.5]
 
 F is a `.npy` (T, D) array of clip features of the width the run's LM was trained on (Charades I3D: 1024).
-As VSLNet, more than lm.data.max_pos_len clips are average-pooled to max_pos_len (`lm.labels.
+As VSLNet, more than lm.data.max_pos_len clips are average-pooled to max_pos_len (`moment_labels.
 visual_feature_sampling`), and clip i of N covers [i D / N, (i + 1) D / N] seconds of a video of D seconds
 (`--duration`, default T seconds: one feature per second, the synthetic features' rate). The query is tokenized
 and encoded with the run's vocabularies, rebuilt from the annotation and GloVe files the run's config names and
@@ -140,14 +140,14 @@ def localize(run: run_models.TrainedRun, features: np.ndarray, query: str, *, du
              nms: float = 0.5) -> dict:
   import jax
 
-  from iptnet_jax.lm import labels as lm_labels
+  from iptnet_jax.datasets import moment_labels
   from iptnet_jax.lm import span
 
   lm_config = run.lm_config
   max_pos_len = int(lm_config.data.max_pos_len)
   word_vocab, char_vocab = query_vocabulary(run)
   words, word_ids, char_ids, unknown = encode(query, word_vocab, char_vocab, max_pos_len)
-  video = lm_labels.visual_feature_sampling(features, max_pos_len)
+  video = moment_labels.visual_feature_sampling(features, max_pos_len)
   num_units = video.shape[0]
   batch = lm_batch(video, word_ids, char_ids, lm_config)
   outputs = jax.device_get(_forward(run.lm.model)(run.lm.variables, batch))
@@ -158,7 +158,7 @@ def localize(run: run_models.TrainedRun, features: np.ndarray, query: str, *, du
   spans = top_spans(joint, (best_start[0], best_end[0]), top_k, nms)
   starts, ends = span.index_to_time(np.array([s for s, _, _ in spans]), np.array([e for _, e, _ in spans]),
                                     np.full(len(spans), num_units), np.full(len(spans), duration))
-  unit_start, _ = lm_labels.unit_times(num_units, duration)
+  unit_start, _ = moment_labels.unit_times(num_units, duration)
   return {
       "query": query, "words": list(words), "unknown_words": unknown, "num_clips": int(features.shape[0]),
       "num_units": num_units, "duration_seconds": duration,

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from iptnet_jax.datasets import charades_sta as cs
+from iptnet_jax.datasets import moment_labels as labels
 from iptnet_jax.datasets import text
-from iptnet_jax.lm import labels
+from iptnet_jax.lm import span
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("IPTNET_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -381,8 +382,8 @@ def test_lookup_and_moment_ious_score_batch_rows_against_float64_ground_truth(da
   samples = dataset.lookup(batch["sample_id"][real])
   assert [s.sample_id for s in samples] == [4, 5, 6]
   # Predicting the labels back gives the best IoU the clip grid allows: VIDT (20 clips over 20 s) is exact.
-  ious = cs.moment_ious(samples, batch["start_index"][real], batch["end_index"][real])
+  ious = span.moment_ious(samples, batch["start_index"][real], batch["end_index"][real])
   np.testing.assert_allclose(ious, 1.0)
-  assert cs.moment_ious(samples[:1], [0], [19])[0] == pytest.approx(3 / 20)  # [0, 20] s vs [1, 4] s
+  assert span.moment_ious(samples[:1], [0], [19])[0] == pytest.approx(3 / 20)  # [0, 20] s vs [1, 4] s
   with pytest.raises(cs.CharadesDataError, match="no sample has id 99"):
     dataset.lookup([99])

@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from iptnet_jax.datasets import anchor_free_labels
 from iptnet_jax.iptnet import batches, step as step_lib
 from iptnet_jax.iptnet import teaching
 from iptnet_jax.lm.model import VSLNet, init_variables
-from iptnet_jax.sm import anchor_free
 from iptnet_jax.sm.model import DSNetAF
 
 FEATURE_DIM = 12
@@ -39,10 +39,10 @@ def sm_batch(rng, batch_size=4, length=batches.STANDIN_LENGTH):
   first = rng.integers(0, 3, size=batch_size)  # one keyshot run of 2-3 steps per video
   steps = np.arange(length)[None]
   target = ((steps >= first[:, None]) & (steps < first[:, None] + 3) & (mask > 0)).astype(np.float32)
-  offsets = np.stack([anchor_free.offset_labels(t) for t in target])
+  offsets = np.stack([anchor_free_labels.offset_labels(t) for t in target])
   return {"features": (rng.normal(size=(batch_size, length, FEATURE_DIM)) * mask[..., None]).astype(np.float32),
           "mask": mask, "target": target, "offsets": offsets,
-          "centerness": np.stack([anchor_free.centerness_labels(t, o) for t, o in zip(target, offsets)]),
+          "centerness": np.stack([anchor_free_labels.centerness_labels(t, o) for t, o in zip(target, offsets)]),
           "example_mask": np.ones(batch_size, np.float32)}
 
 

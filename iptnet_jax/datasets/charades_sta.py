@@ -21,9 +21,9 @@ Processing, as VSLNet does it:
   at least a quarter of the counted query tokens (text.MIN_KNOWN_TOKEN_FRACTION). Chars: 0 = PAD, 1 = UNK, then
   the characters occurring >= 5 times in the same splits' tokens, most frequent first.
 * Queries keep their first `max_pos_len` tokens. Videos longer than `max_pos_len` clips are average-pooled to
-  `max_pos_len` by `lm.labels.visual_feature_sampling`; `num_units = min(T, max_pos_len)`.
-* Labels: (start_index, end_index) = `lm.labels.time_to_index(start, end, num_units, duration)`; the
-  highlight target is made per batch by `lm.labels.highlight_labels` (extension 0.1).
+  `max_pos_len` by `moment_labels.visual_feature_sampling`; `num_units = min(T, max_pos_len)`.
+* Labels: (start_index, end_index) = `moment_labels.time_to_index(start, end, num_units, duration)`; the
+  highlight target is made per batch by `moment_labels.highlight_labels` (extension 0.1).
 
 Dataset object: `load_charades_sta(annotation_dir, glove_path, feature_dir, *, max_pos_len=128, ...)` returns
 a `CharadesSTA` with
@@ -44,7 +44,7 @@ a `CharadesSTA` with
 
 MomentSample: sample_id, vid, start, end, duration (seconds), words (all tokens), word_ids (int32, truncated),
 char_ids (tuple of int32 arrays, one per kept word), num_units, start_index, end_index, feature_store.
-`moment_ious(samples, start_index, end_index)` scores predictions against them (float64 ground truth).
+`lm.span.moment_ious(samples, start_index, end_index)` scores predictions against them (float64 ground truth).
 
 Batches (`iterate_batches`), numpy dicts with these keys; B is fixed, lengths are bucketed:
 
@@ -80,11 +80,9 @@ from pathlib import Path
 
 import numpy as np
 
-from iptnet_jax.datasets import text
+from iptnet_jax.datasets import moment_labels, text
 from iptnet_jax.datasets.batching import bucket_length, pad_axis
 from iptnet_jax.errors import InputError
-from iptnet_jax.lm import labels as lm_labels
-from iptnet_jax.lm import span as lm_span
 
 SPLITS = ("train", "test")
 DURATIONS_FILE = "charades.json"
@@ -331,7 +329,7 @@ class VideoFeatureStore:
       raise CharadesDataError(f"{self.path(vid)}: video {vid}: expected finite features, got NaN/inf "
                               f"(first at row {int(np.argmin(finite))})")
     self._lengths[vid] = raw.shape[0]
-    features = lm_labels.visual_feature_sampling(raw.astype(np.float32, copy=False), self.max_len)
+    features = moment_labels.visual_feature_sampling(raw.astype(np.float32, copy=False), self.max_len)
     features = np.ascontiguousarray(features, np.float32)
     if self.cache:
       self._features[vid] = features
@@ -373,7 +371,7 @@ def make_samples(annotations: Sequence[MomentAnnotation], store: VideoFeatureSto
       num_units = store.num_units(annotation.vid)
     except CharadesDataError as error:
       raise type(error)(f"{error} (needed by {annotation.where})") from None
-    start_index, end_index = lm_labels.time_to_index(annotation.start, annotation.end, num_units,
+    start_index, end_index = moment_labels.time_to_index(annotation.start, annotation.end, num_units,
                                                      annotation.duration)
     word_ids, char_ids = text.encode_query(annotation.words, word_vocab, char_vocab, max_pos_len)
     samples.append(MomentSample(annotation.sample_id, annotation.vid, annotation.start, annotation.end,
@@ -444,12 +442,6 @@ class CharadesSTA:
 
   def batches(self, split: str, batch_size: int, **kwargs) -> Iterator[dict[str, np.ndarray]]:
     return iterate_batches(self.split(split), batch_size, **kwargs)
-
-
-def moment_ious(samples: Sequence[MomentSample], start_index, end_index) -> np.ndarray:
-  """(N,) IoU of predicted (start_index, end_index) with each sample's moment, in VSLNet's precision."""
-  return lm_span.span_ious(start_index, end_index, [s.num_units for s in samples], [s.duration for s in samples],
-                           [[s.start, s.end] for s in samples])
 
 
 def load_charades_sta(annotation_dir: str | Path, glove_path: str | Path, feature_dir: str | Path, *,
@@ -524,7 +516,7 @@ def collate(samples: Sequence[MomentSample], batch_size: int, *, video_buckets: 
                               f"got {video.shape[1]}")
     batch["video"][row] = pad_axis(video, video_len)
     batch["video_mask"][row, :sample.num_units] = 1.0
-    batch["highlight"][row] = pad_axis(lm_labels.highlight_labels(
+    batch["highlight"][row] = pad_axis(moment_labels.highlight_labels(
         sample.start_index, sample.end_index, sample.num_units, highlight_extension), video_len)
     batch["word_ids"][row, :len(sample.word_ids)] = sample.word_ids
     batch["query_mask"][row, :len(sample.word_ids)] = 1.0

@@ -23,9 +23,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from iptnet_jax.datasets import batching, eccv16
+from iptnet_jax.datasets import anchor_free_labels, batching, eccv16
 from iptnet_jax.datasets.splits import Split, VideoRef
-from iptnet_jax.sm import anchor_free
 from iptnet_jax.vsumm import keyshots
 
 
@@ -93,9 +92,9 @@ def training_example(video: eccv16.SummVideo, proportion: float = 0.15) -> Train
   target = keyshots.downsample_summ(summary, video.picks).astype(np.float32)
   if not target.any():
     return None
-  offsets = anchor_free.offset_labels(target)
+  offsets = anchor_free_labels.offset_labels(target)
   return TrainingExample(video.name, video.features, target, offsets,
-                         anchor_free.centerness_labels(target, offsets))
+                         anchor_free_labels.centerness_labels(target, offsets))
 
 
 def training_examples(videos: Iterable[eccv16.SummVideo], proportion: float = 0.15) -> list[TrainingExample]:

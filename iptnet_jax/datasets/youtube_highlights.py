@@ -56,10 +56,9 @@ from pathlib import Path
 import numpy as np
 
 from iptnet_jax.datasets import charades_sta as cs
-from iptnet_jax.datasets import text
+from iptnet_jax.datasets import moment_labels, text
 from iptnet_jax.datasets.batching import pad_axis
 from iptnet_jax.errors import InputError
-from iptnet_jax.lm import labels as lm_labels
 
 DOMAINS = ("dog", "gymnastics", "parkour", "skating", "skiing", "surfing")
 SPLITS = ("train", "val")  # UMT's names; the LM dataset calls val "test" (the LM trainer's split names)
@@ -407,7 +406,7 @@ def pool_clip_labels(highlight: np.ndarray, max_len: int) -> np.ndarray:
   highlight = np.asarray(highlight, np.float32)
   if highlight.shape[0] <= max_len:
     return highlight.copy()
-  boundaries = lm_labels.resampling_boundaries(highlight.shape[0], max_len)
+  boundaries = moment_labels.resampling_boundaries(highlight.shape[0], max_len)
   # The same rows as the features: highlight[b_i:b_{i+1}], or row b_i alone when that range is empty.
   fractions = [highlight[a:b].mean() if a < b else highlight[a] for a, b in zip(boundaries[:-1], boundaries[1:])]
   return (np.asarray(fractions) >= 0.5).astype(np.float32)
@@ -443,7 +442,7 @@ def make_moment_samples(videos: Sequence[HighlightVideo], store: HighlightFeatur
     word_ids, char_ids = text.encode_query(queries[video.vid], word_vocab, char_vocab, max_pos_len)
     for first, last in video.highlight_runs():
       start, end = float(seconds[first, 0]), float(seconds[last, 1])
-      start_index, end_index = lm_labels.time_to_index(start, end, num_units, video.duration)
+      start_index, end_index = moment_labels.time_to_index(start, end, num_units, video.duration)
       samples.append(HighlightMomentSample(
           first_sample_id + len(samples), video.vid, start, end, video.duration, queries[video.vid], word_ids,
           char_ids, num_units, int(start_index), int(end_index), store, domain=video.domain, first_clip=first,

@@ -11,7 +11,7 @@ import numpy as np
 import optax
 
 from iptnet_jax import porting
-from iptnet_jax.datasets import summarization
+from iptnet_jax.datasets import anchor_free_labels, summarization
 from iptnet_jax.parity.common import (ADAM_PARAM_TOL, FORWARD_LAYER_TOL, FORWARD_NETWORK_TOL, LOSS_TOL, NOTES,
                                       SGD_PARAM_TOL, Row, Trajectory, compare, register,
                                       trajectory_rows)
@@ -44,7 +44,7 @@ def random_target(rng: np.random.Generator, length: int) -> np.ndarray:
     run = int(rng.integers(1, span + 1))
     target[pos:pos + run] = 1
     pos += run + int(rng.integers(1, span + 1))
-  runs = anchor_free.target_runs(target)
+  runs = anchor_free_labels.target_runs(target)
   if not np.any(runs[:, 1] - runs[:, 0] == 1):
     # A 1-step run has IoU 0 whatever the prediction (soft-IoU loss -log 1e-8, zero gradient): keep one.
     padded = np.concatenate([[0], target, [0]])
@@ -58,10 +58,10 @@ def sm_examples(case: SMCase, seed_offset: int = 0) -> list[summarization.Traini
   examples = []
   for i, length in enumerate(case.lengths):
     target = random_target(rng, length)
-    offsets = anchor_free.offset_labels(target)
+    offsets = anchor_free_labels.offset_labels(target)
     features = rng.normal(size=(length, case.feature_dim)).astype(np.float32)
     examples.append(summarization.TrainingExample(f"video_{i}", features, target, offsets,
-                                                  anchor_free.centerness_labels(target, offsets)))
+                                                  anchor_free_labels.centerness_labels(target, offsets)))
   return examples
 
 
