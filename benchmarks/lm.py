@@ -37,7 +37,7 @@ VISUAL_DIM = 1024
 
 
 class InMemoryFeatures:
-  """The part of charades_sta.VideoFeatureStore that MomentSample uses, over a dict of arrays."""
+  """The part of clip_features.VideoFeatureStore that MomentSample uses, over a dict of arrays."""
 
   def __init__(self, features: dict[str, np.ndarray]):
     self.features = features

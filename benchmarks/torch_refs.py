@@ -68,7 +68,7 @@ def collate(samples, *, min_char_len: int = 4, highlight_extension: float = 0.1)
     video[row, :s.num_units] = v
     video_mask[row, :s.num_units] = 1.0
     highlight[row, :s.num_units] = moment_labels.highlight_labels(s.start_index, s.end_index, s.num_units,
-                                                              highlight_extension)
+                                                                  highlight_extension)
     word_ids[row, :len(s.word_ids)] = s.word_ids
     for position, chars in enumerate(s.char_ids):
       char_ids[row, position, :len(chars)] = chars

@@ -113,11 +113,11 @@ def base_config(args):
 
 def prepare_features(args, config) -> Path:
   """The synthetic features of the first max_videos videos per split, generated once into <out>/features."""
-  from iptnet_jax.datasets import charades_sta, synthetic_charades
+  from iptnet_jax.datasets import clip_features, synthetic_charades
 
   out = Path(args.out) / "features"
   spec = synthetic_charades.SyntheticCharadesSpec(**config.data.synthetic.to_dict())
-  marker = charades_sta.read_synthetic_marker(out) if out.is_dir() else None
+  marker = clip_features.read_synthetic_marker(out) if out.is_dir() else None
   if not (marker and marker.get("complete") and marker.get("max_videos") == args.max_videos):
     print(f"generating SYNTHETIC features for the first {args.max_videos} videos per split into {out}", flush=True)
     synthetic_charades.generate(config.data.annotation_dir, out, spec, max_videos=args.max_videos)

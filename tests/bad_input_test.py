@@ -285,8 +285,8 @@ CHARADES_CASES = {
 
 @pytest.mark.parametrize("files, message", CHARADES_CASES.values(), ids=CHARADES_CASES.keys())
 def test_bad_charades_input_names_file_and_line(tmp_path, files, message):
-  # One InputError of the part that read the bad file: CharadesDataError (annotations, features) or
-  # text.TextDataError (GloVe, UTF-8).
+  # One InputError of the part that read the bad file: CharadesDataError (annotations), text.TextDataError (GloVe,
+  # UTF-8) or clip_features.FeatureDataError (features).
   with pytest.raises(InputError, match=message):
     charades_sta.load_charades_sta(*_charades(tmp_path, **files))
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from iptnet_jax.datasets import charades_sta as cs
+from iptnet_jax.datasets import clip_features
 from iptnet_jax.datasets import moment_labels as labels
 from iptnet_jax.datasets import text
 from iptnet_jax.lm import span
@@ -51,7 +52,7 @@ def _write_data(root: Path, *, train=TRAIN_LINES, test=TEST_LINES, durations=DUR
   for vid, length in FEATURE_LENGTHS.items():
     np.save(features / f"{vid}.npy", rng.normal(size=(length, FEATURE_DIM)).astype(np.float32))
   if marker is not None:
-    (features / cs.SYNTHETIC_MARKER).write_text(json.dumps(marker))
+    (features / clip_features.SYNTHETIC_MARKER).write_text(json.dumps(marker))
   return annotations, glove, features
 
 
@@ -129,8 +130,8 @@ def test_bad_durations_and_missing_files(tmp_path):
     cs.parse_annotations(tmp_path / "charades_sta_train.txt", DURATIONS)
   with pytest.raises(text.TextFileNotFoundError, match="GloVe file not found"):
     text.load_glove(tmp_path / "missing.txt")
-  with pytest.raises(cs.CharadesFileNotFoundError, match="feature folder not found"):
-    cs.VideoFeatureStore(tmp_path / "nowhere")
+  with pytest.raises(clip_features.FeatureFileNotFoundError, match="feature folder not found"):
+    clip_features.VideoFeatureStore(tmp_path / "nowhere")
 
 
 # --------------------------------------------------------------------------------------------- vocabularies
@@ -248,7 +249,7 @@ def test_synthetic_marker_is_exposed(tmp_path):
 
 def test_missing_feature_file_names_video_and_annotation(data):
   (data[2] / "VIDB.npy").unlink()
-  with pytest.raises(cs.CharadesFileNotFoundError, match=r"VIDB.npy: feature file of video VIDB not found.*"
+  with pytest.raises(clip_features.FeatureFileNotFoundError, match=r"VIDB.npy: feature file of video VIDB not found.*"
                                                           r"needed by .*charades_sta_train.txt:3"):
     _load(data)
 
@@ -263,7 +264,7 @@ def test_missing_feature_file_names_video_and_annotation(data):
 )
 def test_bad_feature_files_are_rejected_at_load(data, array, message):
   np.save(data[2] / "VIDB.npy", array)
-  with pytest.raises(cs.CharadesDataError, match=message):
+  with pytest.raises(clip_features.FeatureDataError, match=message):
     _load(data)
 
 
@@ -272,7 +273,7 @@ def test_nan_features_are_rejected_when_read(data):
   bad[4, 2] = np.nan
   np.save(data[2] / "VIDB.npy", bad)
   dataset = _load(data)  # only headers are read up front
-  with pytest.raises(cs.CharadesDataError, match=r"VIDB.npy: video VIDB: expected finite features.*first at row 4"):
+  with pytest.raises(clip_features.FeatureDataError, match=r"VIDB.npy: video VIDB: expected finite features.*first at row 4"):
     list(dataset.batches("train", 4, shuffle=False))
 
 

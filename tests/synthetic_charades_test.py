@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from iptnet_jax.datasets import charades_sta as cs
+from iptnet_jax.datasets import clip_features
 from iptnet_jax.datasets import text
 from iptnet_jax.datasets import synthetic_charades as sc
 from iptnet_jax.lm import span
@@ -47,7 +48,7 @@ def test_writes_one_feature_file_per_video_with_the_marker(annotation_dir, tmp_p
     assert features.dtype == np.float32 and np.isfinite(features).all()
     assert features.shape == (max(8, round(duration)), 64)  # ~1 feature per second, at least 8
     assert 0.5 < np.sqrt(np.mean(features ** 2)) < 3  # O(1) entries, like real I3D features
-  on_disk = json.loads((out / cs.SYNTHETIC_MARKER).read_text())
+  on_disk = json.loads((out / clip_features.SYNTHETIC_MARKER).read_text())
   assert on_disk == json.loads(json.dumps(marker))
   assert on_disk["synthetic"] and on_disk["complete"] and on_disk["seed"] == 3 and on_disk["num_videos"] == 4
   assert on_disk["parameters"]["dim"] == 64 and on_disk["recipe_version"] == sc.RECIPE_VERSION
@@ -140,13 +141,13 @@ def test_refuses_unmarked_or_differently_made_folders(annotation_dir, tmp_path):
 
 def test_marker_is_written_before_any_feature_file(annotation_dir, tmp_path, monkeypatch):
   def fail(*args, **kwargs):
-    assert (tmp_path / "features" / cs.SYNTHETIC_MARKER).is_file()
+    assert (tmp_path / "features" / clip_features.SYNTHETIC_MARKER).is_file()
     raise KeyboardInterrupt
 
   monkeypatch.setattr(sc, "synthesize_video", fail)
   with pytest.raises(KeyboardInterrupt):
     sc.generate(annotation_dir, tmp_path / "features", SPEC)
-  assert json.loads((tmp_path / "features" / cs.SYNTHETIC_MARKER).read_text())["complete"] is False
+  assert json.loads((tmp_path / "features" / clip_features.SYNTHETIC_MARKER).read_text())["complete"] is False
 
 
 def test_cli(annotation_dir, tmp_path, capsys):
@@ -162,7 +163,7 @@ def test_cli(annotation_dir, tmp_path, capsys):
                     reason=f"real Charades-STA annotations not found under {SHARED_DATA} (set IPTNET_SHARED_DATA)")
 def test_real_annotations_smoke(tmp_path):
   assert sc.main(["--shared", str(SHARED_DATA), "--out", str(tmp_path), "--dim", "32", "--max-videos", "3"]) == 0
-  marker = json.loads((tmp_path / cs.SYNTHETIC_MARKER).read_text())
+  marker = json.loads((tmp_path / clip_features.SYNTHETIC_MARKER).read_text())
   assert marker["complete"] and marker["num_videos"] == 6  # 3 train + 3 test videos
   durations = cs.load_durations(SHARED_DATA / "charades_sta" / "charades.json")
   for path in tmp_path.glob("*.npy"):

@@ -35,7 +35,7 @@ a `CharadesSTA` with
   num_words, num_chars, word_dim, feature_dim   ints
   max_pos_len       int
   feature_dir       Path
-  features          VideoFeatureStore   reads, validates, resamples and caches `{vid}.npy`
+  features          VideoFeatureStore   (datasets.clip_features) reads, validates, resamples, caches `{vid}.npy`
   synthetic         bool                True when feature_dir holds SYNTHETIC.json
   synthetic_info    dict | None         the content of that marker (seed, recipe, ...)
   describe_features() -> str            "SYNTHETIC features (...)" or "features from DIR", for every report
@@ -65,14 +65,14 @@ Batches (`iterate_batches`), numpy dicts with these keys; B is fixed, lengths ar
 Filler rows of a short last batch repeat the batch's first sample (every array well-formed, no all-masked
 row that could turn a masked softmax into NaN) and carry example_mask 0: weight losses and metrics by it.
 
-Every malformed input raises one `CharadesDataError` (an `errors.InputError`) naming the file, line, video id or
-field: also an annotation file without annotations, and a feature file whose width differs from most others'
-(the odd file is named, whichever was read first).
+Every malformed input raises one `errors.InputError` naming the file, line, video id or field: a
+`CharadesDataError` for annotations (also a file without annotations), `text.TextDataError` for GloVe and
+non-UTF-8 text, `clip_features.FeatureDataError` for features (also a file whose width differs from most
+others': the odd file is named, whichever was read first).
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 from collections.abc import Iterator, Mapping, Sequence
@@ -80,13 +80,12 @@ from pathlib import Path
 
 import numpy as np
 
-from iptnet_jax.datasets import moment_labels, text
+from iptnet_jax.datasets import clip_features, moment_labels, text
 from iptnet_jax.datasets.batching import bucket_length, pad_axis
 from iptnet_jax.errors import InputError
 
 SPLITS = ("train", "test")
 DURATIONS_FILE = "charades.json"
-SYNTHETIC_MARKER = "SYNTHETIC.json"
 VIDEO_BUCKETS = (32, 64, 96, 128)
 QUERY_BUCKETS = (8, 16, 24, 32, 48, 64, 96, 128)
 CHAR_BUCKETS = (4, 8, 16, 32)  # Charades-STA words have <= 15 chars: almost every batch is 8 or 16
@@ -220,122 +219,6 @@ def first_videos(annotations: Sequence[MomentAnnotation], max_videos: int | None
   return [a for a in annotations if a.vid in kept]
 
 
-# ---------------------------------------------------------------------------------------------------- features
-
-def read_synthetic_marker(feature_dir: str | Path) -> dict | None:
-  """The content of {feature_dir}/SYNTHETIC.json, or None when the folder holds no marker."""
-  marker = Path(feature_dir) / SYNTHETIC_MARKER
-  if not marker.is_file():
-    return None
-  try:
-    info = json.loads(marker.read_text(encoding="utf-8"))
-  except (json.JSONDecodeError, UnicodeDecodeError) as error:
-    raise CharadesDataError(f"{marker}: expected a JSON object describing the synthetic features: {error}") from None
-  if not isinstance(info, dict):
-    raise CharadesDataError(f"{marker}: expected a JSON object describing the synthetic features")
-  return info
-
-
-class VideoFeatureStore:
-  """Reads `{feature_dir}/{vid}.npy` (T, D) features, checks them and resamples to <= max_len clips.
-
-  `num_units(vid)` reads only the .npy header; `load(vid)` reads the values, rejects NaN/inf and returns
-  float32 (min(T, max_len), D), cached per video when `cache` is set (the whole Charades-STA I3D set is about
-  0.8 GB in float32, which VSLNet also keeps in memory).
-  """
-
-  def __init__(self, feature_dir: str | Path, max_len: int = 128, *, cache: bool = True):
-    self.feature_dir = Path(feature_dir)
-    if not self.feature_dir.is_dir():
-      raise CharadesFileNotFoundError(f"{self.feature_dir}: feature folder not found (expected {{vid}}.npy files "
-                                      "of shape (T, 1024): Charades I3D features in VSLNet's layout, or ones made "
-                                      "by `python -m iptnet_jax.datasets.synthetic_charades`)")
-    if max_len <= 0:
-      raise CharadesDataError(f"max_len: expected a positive clip count, got {max_len}")
-    self.max_len = max_len
-    self.cache = cache
-    self._widths: dict[str, int] = {}  # of every file opened
-    self._settled_dim: int | None = None
-    self._lengths: dict[str, int] = {}
-    self._features: dict[str, np.ndarray] = {}
-
-  def path(self, vid: str) -> Path:
-    return self.feature_dir / f"{vid}.npy"
-
-  def _open(self, vid: str, mmap: bool) -> np.ndarray:
-    path = self.path(vid)
-    if not path.is_file():
-      raise CharadesFileNotFoundError(f"{path}: feature file of video {vid} not found (expected {{vid}}.npy of "
-                                      f"shape (T, {self.feature_dim or 1024}) in {self.feature_dir})")
-    try:
-      array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-      raise CharadesDataError(f"{path}: video {vid}: not a readable .npy array: {error}") from None
-    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
-      raise CharadesDataError(f"{path}: video {vid}: expected features of shape (T, D), got shape {array.shape}")
-    if not np.issubdtype(array.dtype, np.floating):
-      raise CharadesDataError(f"{path}: video {vid}: expected float features, got dtype {array.dtype}")
-    self._widths[vid] = int(array.shape[1])
-    if self._settled_dim is not None and array.shape[1] != self._settled_dim:
-      raise CharadesDataError(f"{path}: video {vid}: expected features of shape (T, {self._settled_dim}) like the "
-                              f"other videos, got shape {array.shape}")
-    return array
-
-  @property
-  def feature_dim(self) -> int | None:
-    """D: the settled width, else the most common one among the files opened so far (None before any)."""
-    if self._settled_dim is not None or not self._widths:
-      return self._settled_dim
-    return collections.Counter(self._widths.values()).most_common(1)[0][0]
-
-  def settle_feature_dim(self) -> int:
-    """Fixes D to the width most of the files opened so far have, naming a file of another width; later files
-    must have it too.
-
-    Called once the headers of every needed file have been read (load_charades_sta; else the first `load`):
-    the first file read may be the odd one, and checking the others against it would blame good files.
-    """
-    if not self._widths:
-      raise CharadesDataError(f"{self.feature_dir}: no feature file was read")
-    common, count = collections.Counter(self._widths.values()).most_common(1)[0]
-    example = next(vid for vid, width in self._widths.items() if width == common)
-    for vid, width in self._widths.items():
-      if width != common:
-        raise CharadesDataError(f"{self.path(vid)}: video {vid}: expected features of shape (T, {common}) like the "
-                                f"other videos ({count} of them, e.g. {self.path(example).name}), got shape "
-                                f"({self._lengths.get(vid, 'T')}, {width})")
-    self._settled_dim = common
-    return common
-
-  def raw_length(self, vid: str) -> int:
-    """T, the number of stored feature rows."""
-    if vid not in self._lengths:
-      self._lengths[vid] = int(self._open(vid, mmap=True).shape[0])
-    return self._lengths[vid]
-
-  def num_units(self, vid: str) -> int:
-    """min(T, max_len): the clip count the model sees and the labels are made on."""
-    return min(self.raw_length(vid), self.max_len)
-
-  def load(self, vid: str) -> np.ndarray:
-    """(num_units, D) float32 resampled features."""
-    if vid in self._features:
-      return self._features[vid]
-    if self._settled_dim is None and self._widths:
-      self.settle_feature_dim()  # the samples were made, so every needed header has been read
-    raw = np.asarray(self._open(vid, mmap=False))
-    finite = np.isfinite(raw).all(axis=1)
-    if not finite.all():
-      raise CharadesDataError(f"{self.path(vid)}: video {vid}: expected finite features, got NaN/inf "
-                              f"(first at row {int(np.argmin(finite))})")
-    self._lengths[vid] = raw.shape[0]
-    features = moment_labels.visual_feature_sampling(raw.astype(np.float32, copy=False), self.max_len)
-    features = np.ascontiguousarray(features, np.float32)
-    if self.cache:
-      self._features[vid] = features
-    return features
-
-
 # ------------------------------------------------------------------------------------------------- samples
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -353,7 +236,7 @@ class MomentSample:
   num_units: int
   start_index: int
   end_index: int
-  feature_store: VideoFeatureStore = dataclasses.field(repr=False)
+  feature_store: clip_features.VideoFeatureStore = dataclasses.field(repr=False)
 
   def video(self) -> np.ndarray:
     features = self.feature_store.load(self.vid)
@@ -363,16 +246,16 @@ class MomentSample:
     return features
 
 
-def make_samples(annotations: Sequence[MomentAnnotation], store: VideoFeatureStore, word_vocab: Mapping[str, int],
-                 char_vocab: Mapping[str, int], max_pos_len: int) -> list[MomentSample]:
+def make_samples(annotations: Sequence[MomentAnnotation], store: clip_features.VideoFeatureStore,
+                 word_vocab: Mapping[str, int], char_vocab: Mapping[str, int], max_pos_len: int) -> list[MomentSample]:
   samples = []
   for annotation in annotations:
     try:
       num_units = store.num_units(annotation.vid)
-    except CharadesDataError as error:
+    except clip_features.FeatureDataError as error:
       raise type(error)(f"{error} (needed by {annotation.where})") from None
     start_index, end_index = moment_labels.time_to_index(annotation.start, annotation.end, num_units,
-                                                     annotation.duration)
+                                                         annotation.duration)
     word_ids, char_ids = text.encode_query(annotation.words, word_vocab, char_vocab, max_pos_len)
     samples.append(MomentSample(annotation.sample_id, annotation.vid, annotation.start, annotation.end,
                                 annotation.duration, annotation.words, word_ids, char_ids, num_units,
@@ -390,7 +273,7 @@ class CharadesSTA:
   char_vocab: dict[str, int]
   word_vectors: np.ndarray
   max_pos_len: int
-  features: VideoFeatureStore = dataclasses.field(repr=False)
+  features: clip_features.VideoFeatureStore = dataclasses.field(repr=False)
   synthetic_info: dict | None = None
   _by_id: dict[int, MomentSample] | None = dataclasses.field(default=None, init=False, repr=False)
 
@@ -471,11 +354,11 @@ def load_charades_sta(annotation_dir: str | Path, glove_path: str | Path, featur
   text.check_glove_coverage(word_counts, glove, glove_path, annotation_dir)
   word_vocab, word_vectors = text.build_word_vocab(word_counts, glove, word_dim)
   char_vocab = text.build_char_vocab(char_counts, char_min_count)
-  store = VideoFeatureStore(feature_dir, max_pos_len, cache=cache_features)
+  store = clip_features.VideoFeatureStore(feature_dir, max_pos_len, cache=cache_features)
   samples = {split: make_samples(kept[split], store, word_vocab, char_vocab, max_pos_len) for split in SPLITS}
   store.settle_feature_dim()
   return CharadesSTA(samples["train"], samples["test"], word_vocab, char_vocab, word_vectors, max_pos_len, store,
-                     read_synthetic_marker(feature_dir))
+                     clip_features.read_synthetic_marker(feature_dir))
 
 
 # ------------------------------------------------------------------------------------------------- batching

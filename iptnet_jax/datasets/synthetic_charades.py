@@ -54,7 +54,8 @@ from pathlib import Path
 
 import numpy as np
 
-from iptnet_jax.datasets import charades_sta
+from iptnet_jax.datasets import charades_sta, clip_features
+from iptnet_jax.errors import InputError
 
 RECIPE_NAME = "charades-word-concepts"
 RECIPE_VERSION = 1
@@ -212,10 +213,10 @@ def _write_json(path: Path, content: dict) -> None:
 
 
 def _check_output_folder(out_dir: Path, marker: dict) -> None:
-  existing = charades_sta.read_synthetic_marker(out_dir) if out_dir.is_dir() else None
+  existing = clip_features.read_synthetic_marker(out_dir) if out_dir.is_dir() else None
   if existing is None:
     if out_dir.is_dir() and any(out_dir.glob("*.npy")):
-      raise SyntheticDataError(f"{out_dir}: holds .npy files but no {charades_sta.SYNTHETIC_MARKER} marker (real "
+      raise SyntheticDataError(f"{out_dir}: holds .npy files but no {clip_features.SYNTHETIC_MARKER} marker (real "
                                "features?); refusing to mix synthetic features into it: choose an empty folder")
     return
   keys = ("generator", "recipe_name", "recipe_version", "parameters")
@@ -248,7 +249,7 @@ def generate(annotation_dir: str | Path, out_dir: str | Path, spec: SyntheticCha
   _check_output_folder(out_dir, marker)
   out_dir.mkdir(parents=True, exist_ok=True)
   # The marker goes first: an interrupted run must never leave unmarked synthetic .npy files behind.
-  _write_json(out_dir / charades_sta.SYNTHETIC_MARKER, marker)
+  _write_json(out_dir / clip_features.SYNTHETIC_MARKER, marker)
   bank = ConceptBank(spec.seed, spec.dim, [a.words for a in annotations["train"]], rank=spec.concept_rank)
   shapes = {}
   for split in splits:
@@ -264,7 +265,7 @@ def generate(annotation_dir: str | Path, out_dir: str | Path, spec: SyntheticCha
   previous = json.loads(shapes_path.read_text(encoding="utf-8")) if shapes_path.is_file() else {}
   _write_json(shapes_path, {**previous, **shapes})
   marker.update(complete=True, num_videos=len({**previous, **shapes}))
-  _write_json(out_dir / charades_sta.SYNTHETIC_MARKER, marker)
+  _write_json(out_dir / clip_features.SYNTHETIC_MARKER, marker)
   return marker
 
 
@@ -296,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  distractors_per_video=args.distractors, concept_rank=args.concept_rank)
     marker = generate(annotation_dir, args.out, spec, splits=[s for s in args.splits.split(",") if s],
                       max_videos=args.max_videos)
-  except charades_sta.CharadesDataError as error:
+  except InputError as error:  # the annotations' CharadesDataError, a bad --out folder's SyntheticDataError
     print(f"error: {error}", file=sys.stderr)
     return 2
   print(f"wrote SYNTHETIC features for {marker['num_videos']} videos to {args.out} "

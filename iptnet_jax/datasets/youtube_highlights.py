@@ -56,7 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from iptnet_jax.datasets import charades_sta as cs
-from iptnet_jax.datasets import moment_labels, text
+from iptnet_jax.datasets import clip_features, moment_labels, text
 from iptnet_jax.datasets.batching import pad_axis
 from iptnet_jax.errors import InputError
 
@@ -422,8 +422,8 @@ class HighlightMomentSample(cs.MomentSample):
   highlight: np.ndarray = dataclasses.field(default=None, repr=False)  # (num_units,) float32
 
 
-class HighlightFeatureStore(cs.VideoFeatureStore):
-  """charades_sta's store (checks, VSLNet resampling, cache) on UMT's `{vid}_rgb.npy` file names."""
+class HighlightFeatureStore(clip_features.VideoFeatureStore):
+  """clip_features.VideoFeatureStore (checks, VSLNet resampling, cache) on UMT's `{vid}_rgb.npy` file names."""
 
   def path(self, vid: str) -> Path:
     return self.feature_dir / f"{vid}{FEATURE_SUFFIX}"

@@ -36,7 +36,7 @@ import numpy as np
 import optax
 
 from iptnet_jax import config_defaults, loop, porting, run_dir, run_log
-from iptnet_jax.datasets import charades_sta, synthetic_charades
+from iptnet_jax.datasets import charades_sta, clip_features, synthetic_charades
 from iptnet_jax.datasets.batching import bucket_length
 from iptnet_jax.errors import InputError
 from iptnet_jax.lm import losses as lm_losses
@@ -222,7 +222,7 @@ def resolve_feature_dir(config: ml_collections.ConfigDict, workdir: Path) -> Pat
   out_dir = workdir / "synthetic_charades"
   spec = synthetic_charades.SyntheticCharadesSpec(**config.data.synthetic.to_dict())
   max_videos = config.data.max_videos or None
-  marker = charades_sta.read_synthetic_marker(out_dir) if out_dir.is_dir() else None
+  marker = clip_features.read_synthetic_marker(out_dir) if out_dir.is_dir() else None
   reusable = (marker is not None and marker.get("complete") and marker.get("parameters") == dataclasses.asdict(spec)
               and (marker.get("max_videos") is None or (max_videos is not None and marker["max_videos"] >= max_videos)))
   if reusable:
