@@ -88,14 +88,13 @@ def encode(query: str, word_vocab: dict, char_vocab: dict, max_pos_len: int):
 
 def lm_batch(video: np.ndarray, word_ids: np.ndarray, char_ids, lm_config) -> dict:
   """One padded row in the trainer's bucket lengths (lm.data.*_buckets)."""
-  from iptnet_jax.datasets import charades_sta
-  from iptnet_jax.datasets.batching import bucket_length
+  from iptnet_jax.datasets.input_pipeline import MIN_CHAR_LENGTH, bucket_length
 
   data = lm_config.data
   num_units, dim = video.shape
   video_len = bucket_length(num_units, tuple(data.video_buckets))
   query_len = bucket_length(len(word_ids), tuple(data.query_buckets))
-  char_len = bucket_length(max(charades_sta.MIN_CHAR_LENGTH, max(len(c) for c in char_ids)),
+  char_len = bucket_length(max(MIN_CHAR_LENGTH, max(len(c) for c in char_ids)),
                            tuple(data.char_buckets))
   batch = {"video": np.zeros((1, video_len, dim), np.float32), "video_mask": np.zeros((1, video_len), np.float32),
            "word_ids": np.zeros((1, query_len), np.int32), "char_ids": np.zeros((1, query_len, char_len), np.int32),
@@ -177,11 +176,11 @@ def _forward(model):
   """jitted VSLNet forward (dropout off), one per model."""
   import jax
 
-  from iptnet_jax.lm import train as lm_train
+  from iptnet_jax.datasets.input_pipeline import LM_MODEL_INPUTS
 
   if model not in _FORWARDS:
     def forward(variables, batch):
-      return model.apply(variables, *(batch[k] for k in lm_train.MODEL_INPUTS), deterministic=True)
+      return model.apply(variables, *(batch[k] for k in LM_MODEL_INPUTS), deterministic=True)
     _FORWARDS[model] = jax.jit(forward)
   return _FORWARDS[model]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from iptnet_jax.datasets import charades_sta as cs
-from iptnet_jax.datasets import clip_features
+from iptnet_jax.datasets import clip_features, input_pipeline
 from iptnet_jax.datasets import moment_labels as labels
 from iptnet_jax.datasets import text
 from iptnet_jax.lm import span
@@ -324,9 +324,9 @@ def test_batch_contract_shapes_padding_and_labels(data):
 
 def test_char_axis_is_at_least_four_and_video_bucket_follows_length(data):
   dataset = _load(data)
-  (batch,) = list(cs.iterate_batches(dataset.test[2:], 2, shuffle=False))  # "a man ran ." on VIDT (20 clips)
+  (batch,) = list(input_pipeline.iterate_lm_batches(dataset.test[2:], 2, shuffle=False))  # "a man ran ." on VIDT (20 clips)
   assert batch["char_ids"].shape == (2, 8, 4) and batch["video"].shape == (2, 32, FEATURE_DIM)
-  (batch,) = list(cs.iterate_batches(dataset.test[2:], 1, shuffle=False, video_buckets=(16, 24)))
+  (batch,) = list(input_pipeline.iterate_lm_batches(dataset.test[2:], 1, shuffle=False, video_buckets=(16, 24)))
   assert batch["video"].shape == (1, 24, FEATURE_DIM)
 
 
@@ -336,7 +336,7 @@ def test_shuffled_epochs_cover_every_sample_once_and_are_reproducible(data):
 
   def epoch(seed, **kwargs):
     return [b["sample_id"][b["example_mask"] > 0].tolist()
-            for b in cs.iterate_batches(samples, 2, shuffle=True, rng=np.random.default_rng(seed), **kwargs)]
+            for b in input_pipeline.iterate_lm_batches(samples, 2, shuffle=True, rng=np.random.default_rng(seed), **kwargs)]
 
   order = sum(epoch(0), [])
   assert sorted(order) == list(range(7)) and order != list(range(7))
@@ -347,10 +347,10 @@ def test_shuffled_epochs_cover_every_sample_once_and_are_reproducible(data):
 
 def test_batching_errors(data):
   dataset = _load(data)
-  with pytest.raises(cs.CharadesDataError, match="shuffle=True needs an rng"):
-    next(cs.iterate_batches(dataset.train, 2, shuffle=True))
-  with pytest.raises(cs.CharadesDataError, match="batch_size"):
-    next(cs.iterate_batches(dataset.train, 0, shuffle=False))
+  with pytest.raises(input_pipeline.BatchError, match="shuffle=True needs an rng"):
+    next(input_pipeline.iterate_lm_batches(dataset.train, 2, shuffle=True))
+  with pytest.raises(input_pipeline.BatchError, match="batch_size"):
+    next(input_pipeline.iterate_lm_batches(dataset.train, 0, shuffle=False))
   with pytest.raises(cs.CharadesDataError, match="split"):
     dataset.split("val")
 

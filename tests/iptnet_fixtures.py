@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from iptnet_jax.datasets import anchor_free_labels
-from iptnet_jax.iptnet import batches, step as step_lib
+from iptnet_jax.datasets import anchor_free_labels, input_pipeline
+from iptnet_jax.iptnet import step as step_lib
 from iptnet_jax.iptnet import teaching
 from iptnet_jax.lm.model import VSLNet, init_variables
 from iptnet_jax.sm.model import DSNetAF
@@ -33,7 +33,7 @@ def init_state(sm, lm, tx, seed=0):
   return state, lm_vars["constants"]
 
 
-def sm_batch(rng, batch_size=4, length=batches.STANDIN_LENGTH):
+def sm_batch(rng, batch_size=4, length=input_pipeline.STANDIN_LENGTH):
   lengths = rng.integers(length - 3, length + 1, size=batch_size)
   mask = (np.arange(length)[None] < lengths[:, None]).astype(np.float32)
   first = rng.integers(0, 3, size=batch_size)  # one keyshot run of 2-3 steps per video
@@ -46,7 +46,7 @@ def sm_batch(rng, batch_size=4, length=batches.STANDIN_LENGTH):
           "example_mask": np.ones(batch_size, np.float32)}
 
 
-def lm_batch(rng, batch_size=4, length=batches.STANDIN_LENGTH, query_len=batches.STANDIN_LENGTH):
+def lm_batch(rng, batch_size=4, length=input_pipeline.STANDIN_LENGTH, query_len=input_pipeline.STANDIN_LENGTH):
   lengths = rng.integers(length - 3, length + 1, size=batch_size)
   video_mask = (np.arange(length)[None] < lengths[:, None]).astype(np.float32)
   start = rng.integers(0, 3, size=batch_size)
@@ -61,8 +61,8 @@ def lm_batch(rng, batch_size=4, length=batches.STANDIN_LENGTH, query_len=batches
 
 def joint(source, rng, batch_size=4):
   if source in (step_lib.SM_ONLY, step_lib.SM_DATA):
-    return batches.joint_batch(source, sm=sm_batch(rng, batch_size), feature_dim=FEATURE_DIM)
-  return batches.joint_batch(source, lm=lm_batch(rng, batch_size), feature_dim=FEATURE_DIM)
+    return input_pipeline.joint_batch(source, sm=sm_batch(rng, batch_size), feature_dim=FEATURE_DIM)
+  return input_pipeline.joint_batch(source, lm=lm_batch(rng, batch_size), feature_dim=FEATURE_DIM)
 
 
 ALL_SOURCES = (step_lib.SM_ONLY, step_lib.LM_DATA, step_lib.SM_DATA, step_lib.LM_ONLY, step_lib.SM_DATA)

@@ -1,4 +1,4 @@
-"""Charades-STA for the LM (VSLNet moment localizer): annotations, vocabularies, features and batches.
+"""Charades-STA for the LM (VSLNet moment localizer): annotations -> moment samples with vocabularies and labels.
 
 Layout read (reference_spec.md §3.1; VSLNet `util/data_gen.py`):
 
@@ -40,30 +40,13 @@ a `CharadesSTA` with
   synthetic_info    dict | None         the content of that marker (seed, recipe, ...)
   describe_features() -> str            "SYNTHETIC features (...)" or "features from DIR", for every report
   lookup(sample_ids) -> list[MomentSample]   e.g. a batch's real rows, for evaluation
-  batches(split, batch_size, *, shuffle, rng, **kw)  -> iterate_batches over that split
+  batches(split, batch_size, *, shuffle, rng, **kw)  -> input_pipeline.iterate_lm_batches over that split
 
 MomentSample: sample_id, vid, start, end, duration (seconds), words (all tokens), word_ids (int32, truncated),
 char_ids (tuple of int32 arrays, one per kept word), num_units, start_index, end_index, feature_store.
 `lm.span.moment_ious(samples, start_index, end_index)` scores predictions against them (float64 ground truth).
 
-Batches (`iterate_batches`), numpy dicts with these keys; B is fixed, lengths are bucketed:
-
-  video        float32 (B, Lv, Dv)  zero-padded resampled features; Lv = bucket of the batch's max num_units
-  video_mask   float32 (B, Lv)      1 = valid clip
-  word_ids     int32   (B, Lq)      0 = PAD, 1 = UNK; Lq = bucket of the longest query
-  char_ids     int32   (B, Lq, Lc)  0 = PAD; Lc = bucket of the longest word, at least 4 (the widest char kernel)
-  query_mask   float32 (B, Lq)
-  start_index  int32   (B,)
-  end_index    int32   (B,)
-  highlight    float32 (B, Lv)      0/1 highlight labels, 0 on padding
-  example_mask float32 (B,)         1 = real sample, 0 = filler row of the last batch
-  duration     float32 (B,)         seconds (host side, for metrics)
-  num_units    int32   (B,)         valid video length (host side)
-  gt_start, gt_end float32 (B,)     annotated moment in seconds (host side)
-  sample_id    int32   (B,)         MomentSample.sample_id, -1 on filler rows (host side)
-
-Filler rows of a short last batch repeat the batch's first sample (every array well-formed, no all-masked
-row that could turn a masked softmax into NaN) and carry example_mask 0: weight losses and metrics by it.
+Batches: `input_pipeline.iterate_lm_batches` (the LM batch contract is in its docstring).
 
 Every malformed input raises one `errors.InputError` naming the file, line, video id or field: a
 `CharadesDataError` for annotations (also a file without annotations), `text.TextDataError` for GloVe and
@@ -80,17 +63,11 @@ from pathlib import Path
 
 import numpy as np
 
-from iptnet_jax.datasets import clip_features, moment_labels, text
-from iptnet_jax.datasets.batching import bucket_length, pad_axis
+from iptnet_jax.datasets import clip_features, input_pipeline, moment_labels, text
 from iptnet_jax.errors import InputError
 
 SPLITS = ("train", "test")
 DURATIONS_FILE = "charades.json"
-VIDEO_BUCKETS = (32, 64, 96, 128)
-QUERY_BUCKETS = (8, 16, 24, 32, 48, 64, 96, 128)
-CHAR_BUCKETS = (4, 8, 16, 32)  # Charades-STA words have <= 15 chars: almost every batch is 8 or 16
-MIN_CHAR_LENGTH = 4  # VSLNet's char CNN has kernels up to width 4; shorter char axes would break it
-HIGHLIGHT_EXTENSION = 0.1
 VOCAB_SCOPES = ("files", "used")  # which annotation lines the vocabularies count (load_charades_sta)
 
 
@@ -324,7 +301,7 @@ class CharadesSTA:
             f"v{info.get('recipe_version', '?')}) from {self.feature_dir}: not comparable to published numbers")
 
   def batches(self, split: str, batch_size: int, **kwargs) -> Iterator[dict[str, np.ndarray]]:
-    return iterate_batches(self.split(split), batch_size, **kwargs)
+    return input_pipeline.iterate_lm_batches(self.split(split), batch_size, **kwargs)
 
 
 def load_charades_sta(annotation_dir: str | Path, glove_path: str | Path, feature_dir: str | Path, *,
@@ -360,73 +337,3 @@ def load_charades_sta(annotation_dir: str | Path, glove_path: str | Path, featur
   return CharadesSTA(samples["train"], samples["test"], word_vocab, char_vocab, word_vectors, max_pos_len, store,
                      clip_features.read_synthetic_marker(feature_dir))
 
-
-# ------------------------------------------------------------------------------------------------- batching
-
-def collate(samples: Sequence[MomentSample], batch_size: int, *, video_buckets: Sequence[int] = VIDEO_BUCKETS,
-            query_buckets: Sequence[int] = QUERY_BUCKETS, char_buckets: Sequence[int] = CHAR_BUCKETS,
-            highlight_extension: float = HIGHLIGHT_EXTENSION) -> dict[str, np.ndarray]:
-  """One batch dict (the contract in the module docstring) from 1..batch_size samples."""
-  if not 0 < len(samples) <= batch_size:
-    raise CharadesDataError(f"collate: expected 1..{batch_size} samples, got {len(samples)}")
-  num_real = len(samples)
-  rows = list(samples) + [samples[0]] * (batch_size - num_real)
-  videos = [s.video() for s in rows]
-  feature_dim = videos[0].shape[1]
-  video_len = bucket_length(max(s.num_units for s in rows), video_buckets)
-  query_len = bucket_length(max(len(s.word_ids) for s in rows), query_buckets)
-  char_len = bucket_length(max(MIN_CHAR_LENGTH, max(len(c) for s in rows for c in s.char_ids)), char_buckets)
-
-  batch = {
-      "video": np.zeros((batch_size, video_len, feature_dim), np.float32),
-      "video_mask": np.zeros((batch_size, video_len), np.float32),
-      "word_ids": np.zeros((batch_size, query_len), np.int32),
-      "char_ids": np.zeros((batch_size, query_len, char_len), np.int32),
-      "query_mask": np.zeros((batch_size, query_len), np.float32),
-      "start_index": np.asarray([s.start_index for s in rows], np.int32),
-      "end_index": np.asarray([s.end_index for s in rows], np.int32),
-      "highlight": np.zeros((batch_size, video_len), np.float32),
-      "example_mask": (np.arange(batch_size) < num_real).astype(np.float32),
-      "duration": np.asarray([s.duration for s in rows], np.float32),
-      "num_units": np.asarray([s.num_units for s in rows], np.int32),
-      "gt_start": np.asarray([s.start for s in rows], np.float32),
-      "gt_end": np.asarray([s.end for s in rows], np.float32),
-      "sample_id": np.asarray([s.sample_id if i < num_real else -1 for i, s in enumerate(rows)], np.int32),
-  }
-  for row, (sample, video) in enumerate(zip(rows, videos)):
-    if video.shape[1] != feature_dim:
-      raise CharadesDataError(f"video {sample.vid}: expected {feature_dim}-d features like the rest of the batch, "
-                              f"got {video.shape[1]}")
-    batch["video"][row] = pad_axis(video, video_len)
-    batch["video_mask"][row, :sample.num_units] = 1.0
-    batch["highlight"][row] = pad_axis(moment_labels.highlight_labels(
-        sample.start_index, sample.end_index, sample.num_units, highlight_extension), video_len)
-    batch["word_ids"][row, :len(sample.word_ids)] = sample.word_ids
-    batch["query_mask"][row, :len(sample.word_ids)] = 1.0
-    for position, chars in enumerate(sample.char_ids):
-      batch["char_ids"][row, position, :len(chars)] = chars
-  return batch
-
-
-def iterate_batches(samples: Sequence[MomentSample], batch_size: int, *, shuffle: bool,
-                    rng: np.random.Generator | None = None, video_buckets: Sequence[int] = VIDEO_BUCKETS,
-                    query_buckets: Sequence[int] = QUERY_BUCKETS, char_buckets: Sequence[int] = CHAR_BUCKETS,
-                    drop_remainder: bool = False,
-                    highlight_extension: float = HIGHLIGHT_EXTENSION) -> Iterator[dict[str, np.ndarray]]:
-  """Yields batch dicts of exactly batch_size rows (a short last batch is filled up; see example_mask).
-
-  With shuffle, the order is `rng.permutation(len(samples))` (one new order per call: call once per epoch).
-  drop_remainder drops a short last batch instead of filling it up.
-  """
-  if batch_size <= 0:
-    raise CharadesDataError(f"batch_size: expected a positive batch size, got {batch_size}")
-  if shuffle and rng is None:
-    raise CharadesDataError("iterate_batches: shuffle=True needs an rng (np.random.Generator)")
-  order = rng.permutation(len(samples)) if shuffle else np.arange(len(samples))
-  for first in range(0, len(samples), batch_size):
-    indices = order[first:first + batch_size]
-    if len(indices) < batch_size and drop_remainder:
-      return
-    yield collate([samples[i] for i in indices], batch_size, video_buckets=video_buckets,
-                  query_buckets=query_buckets, char_buckets=char_buckets,
-                  highlight_extension=highlight_extension)

@@ -56,8 +56,8 @@ from pathlib import Path
 import numpy as np
 
 from iptnet_jax.datasets import charades_sta as cs
-from iptnet_jax.datasets import clip_features, moment_labels, text
-from iptnet_jax.datasets.batching import pad_axis
+from iptnet_jax.datasets import clip_features, input_pipeline, moment_labels, text
+from iptnet_jax.datasets.input_pipeline import pad_axis
 from iptnet_jax.errors import InputError
 
 DOMAINS = ("dog", "gymnastics", "parkour", "skating", "skiing", "surfing")
@@ -478,12 +478,12 @@ class YouTubeHighlightsLM(cs.CharadesSTA):
 
   def batches(self, split: str, batch_size: int, *, shuffle: bool, rng: np.random.Generator | None = None,
               **kwargs) -> Iterator[dict[str, np.ndarray]]:
-    """charades_sta.iterate_batches (same order, keys and filler rows); with highlight_target "clips" each
+    """input_pipeline.iterate_lm_batches (same order, keys and filler rows); with highlight_target "clips" each
     row's `highlight` is its video's pooled highlight clips (filler rows: the batch's first sample's)."""
-    for batch in cs.iterate_batches(self.split(split), batch_size, shuffle=shuffle, rng=rng, **kwargs):
+    for batch in input_pipeline.iterate_lm_batches(self.split(split), batch_size, shuffle=shuffle, rng=rng, **kwargs):
       if self.highlight_target == "clips":
         ids = batch["sample_id"]
-        rows = self.lookup([i if i >= 0 else ids[0] for i in ids])  # filler rows repeat row 0 (collate)
+        rows = self.lookup([i if i >= 0 else ids[0] for i in ids])  # filler rows repeat row 0 (lm_batch)
         length = batch["highlight"].shape[1]
         batch["highlight"] = np.stack([pad_axis(s.highlight, length) for s in rows]).astype(np.float32)
       yield batch

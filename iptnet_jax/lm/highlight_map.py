@@ -20,7 +20,7 @@ import collections
 import jax
 import numpy as np
 
-from iptnet_jax.datasets import charades_sta, moment_labels
+from iptnet_jax.datasets import input_pipeline, moment_labels
 from iptnet_jax.lm.model import VSLNet
 from iptnet_jax.vsumm import highlight
 
@@ -61,7 +61,7 @@ def youtube_domain_map(score_fn, variables: dict, dataset, split: str, batch_opt
   samples = [first_sample[v.vid] for v in videos if v.vid in first_sample]
   max_len = samples[0].feature_store.max_len if samples else 1
   unit_scores = {}
-  for batch in charades_sta.iterate_batches(samples, batch_size, shuffle=False, **batch_options):
+  for batch in input_pipeline.iterate_lm_batches(samples, batch_size, shuffle=False, **batch_options):
     probs = np.asarray(jax.device_get(score_fn(variables, {k: batch[k] for k in
                                                             ("video", "video_mask", "word_ids", "char_ids",
                                                              "query_mask")})))

@@ -23,7 +23,7 @@ IPTNET_LM_CASE = LM_NOPOS  # the iPTNet LM has no positional table
 
 def iptnet_lm_trajectory(case: LMCase = IPTNET_LM_CASE, steps: int = LM_TRAJECTORY_STEPS) -> LMTrajectory:
   """LM phases (source LM_ONLY) of our joint iPTNet step: per-module Adam, LM clipping in the step, EMA teachers."""
-  from iptnet_jax.iptnet import batches as joint_batches  # noqa: PLC0415
+  from iptnet_jax.datasets import input_pipeline  # noqa: PLC0415
   from iptnet_jax.iptnet import step as step_lib  # noqa: PLC0415
   from iptnet_jax.iptnet import teaching  # noqa: PLC0415
   _, lm, variables = lm_models(case)
@@ -41,7 +41,7 @@ def iptnet_lm_trajectory(case: LMCase = IPTNET_LM_CASE, steps: int = LM_TRAJECTO
   constants = jax.tree.map(jnp.asarray, variables["constants"])
   losses = []
   for step in range(steps):
-    batch = joint_batches.joint_batch(step_lib.LM_ONLY, lm=lm_batch(case, seed_offset=10 + step),
+    batch = input_pipeline.joint_batch(step_lib.LM_ONLY, lm=lm_batch(case, seed_offset=10 + step),
                                       feature_dim=case.visual_dim)
     state, metrics = joint_step(state, constants, batch)
     losses.append(float(metrics["total"]))

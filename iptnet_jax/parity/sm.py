@@ -11,7 +11,7 @@ import numpy as np
 import optax
 
 from iptnet_jax import porting
-from iptnet_jax.datasets import anchor_free_labels, summarization
+from iptnet_jax.datasets import anchor_free_labels, input_pipeline, summarization
 from iptnet_jax.parity.common import (ADAM_PARAM_TOL, FORWARD_LAYER_TOL, FORWARD_NETWORK_TOL, LOSS_TOL, NOTES,
                                       SGD_PARAM_TOL, Row, Trajectory, compare, register,
                                       trajectory_rows)
@@ -67,7 +67,7 @@ def sm_examples(case: SMCase, seed_offset: int = 0) -> list[summarization.Traini
 
 def sm_batch(examples, bucket: int, extra_rows: int = 1, padding_seed: int = 0) -> dict:
   """The real batch contract, with an empty trailing row and noise (not zeros) in the padded steps."""
-  batch = summarization.device_fields(summarization.make_batch(examples, len(examples) + extra_rows, (bucket,),
+  batch = input_pipeline.sm_device_fields(input_pipeline.sm_batch(examples, len(examples) + extra_rows, (bucket,),
                                                                with_labels=True))
   noise = np.random.default_rng(padding_seed).normal(scale=5.0, size=batch["features"].shape)
   batch["features"] = np.where(batch["mask"][..., None] > 0, batch["features"], noise).astype(np.float32)
