@@ -13,7 +13,7 @@ import dataclasses
 
 import ml_collections
 
-from iptnet_jax.datasets.synthetic_charades import SyntheticCharadesSpec
+from iptnet_jax.datasets.builders.synthetic_charades import SyntheticCharadesSpec
 
 
 def get_config(variant: str = "default") -> ml_collections.ConfigDict:

@@ -30,7 +30,7 @@ import os
 from pathlib import Path
 
 from iptnet_jax import config_defaults
-from iptnet_jax.datasets import tvsum_i3d
+from iptnet_jax.datasets.builders import tvsum_i3d
 
 SM_FEATURES = {"sm": "rgb", "sm_rgbflow": "rgb+flow"}
 SM_ALIASES = {"rgb": "sm", "rgbflow": "sm_rgbflow"}  # the names these variants had before the highlight model

@@ -17,7 +17,7 @@ torch rows from their last finished epoch; upstream's main_t7.py cannot resume, 
 starts again). The folder holds results derived from the shared data: keep it outside the repository.
 
 Data: SYNTHETIC features for the real Charades-STA annotations of the first --max-videos videos of each split
-(`iptnet_jax.datasets.synthetic_charades`, default recipe and seed), generated once into <out>/features.
+(`iptnet_jax.datasets.builders.synthetic_charades`, default recipe and seed), generated once into <out>/features.
 Our rows read them through configs/charades.py; the torch rows through the same loader (same samples, labels
 and vocabulary as our default); upstream gets them in its own layout under <out>/upstream_root: the annotation
 lines of those videos (so it builds its vocabularies over them, as it does over whatever it is given), the
@@ -113,7 +113,8 @@ def base_config(args):
 
 def prepare_features(args, config) -> Path:
   """The synthetic features of the first max_videos videos per split, generated once into <out>/features."""
-  from iptnet_jax.datasets import clip_features, synthetic_charades
+  from iptnet_jax.datasets import clip_features
+  from iptnet_jax.datasets.builders import synthetic_charades
 
   out = Path(args.out) / "features"
   spec = synthetic_charades.SyntheticCharadesSpec(**config.data.synthetic.to_dict())

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import ml_collections
 
-from iptnet_jax.datasets.synthetic_vsumm import SyntheticSpec
+from iptnet_jax.datasets.builders.synthetic_vsumm import SyntheticSpec
 from iptnet_jax.errors import InputError
 
 TVSUM_BUCKETS = (64, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024)

@@ -73,7 +73,7 @@ def _save(state: dict, path: Path) -> Path:
 def split_file_name(config) -> str:
   """The split file's name, which upstream puts in each split's checkpoint name."""
   if config.data.source == "synthetic":
-    from iptnet_jax.datasets import synthetic_vsumm
+    from iptnet_jax.datasets.builders import synthetic_vsumm
 
     return synthetic_vsumm.SPLIT_NAME
   return Path(config.data.split_file).name

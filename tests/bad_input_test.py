@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
-from iptnet_jax.datasets import charades_sta, eccv16, splits, summarization, synthetic_vsumm
+from iptnet_jax.datasets import charades_sta, eccv16, splits, summarization
+from iptnet_jax.datasets.builders import synthetic_vsumm
 from iptnet_jax.errors import InputError
 from iptnet_jax.vsumm import fscore
 

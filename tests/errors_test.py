@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from iptnet_jax import errors, main, porting
-from iptnet_jax.datasets import eccv16, synthetic_vsumm
+from iptnet_jax.datasets import eccv16
+from iptnet_jax.datasets.builders import synthetic_vsumm
 from iptnet_jax.errors import InputError, MissingDependencyError
 from iptnet_jax.sm import inference
 
@@ -50,7 +51,7 @@ def test_every_exception_class_of_the_package_is_an_input_error_or_listed():
   assert not stray, f"exception classes outside iptnet_jax.errors.InputError: {stray}"
   assert set(NOT_INPUT_ERRORS) <= found  # the exemptions still exist
   assert {"iptnet_jax.config_defaults.ConfigError", "iptnet_jax.porting.CheckpointNotFoundError",
-          "iptnet_jax.datasets.synthetic_vsumm.SyntheticSpecError"} <= found
+          "iptnet_jax.datasets.builders.synthetic_vsumm.SyntheticSpecError"} <= found
 
 
 def test_synthetic_spec_names_the_config_field():

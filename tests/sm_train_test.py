@@ -53,7 +53,8 @@ def test_smoke_run_trains_logs_and_keeps_the_best_checkpoint(tmp_path):
 
 
 def test_training_step_reduces_the_loss_on_a_fixed_batch(tmp_path):
-  from iptnet_jax.datasets import eccv16, input_pipeline, summarization, synthetic_vsumm
+  from iptnet_jax.datasets import eccv16, input_pipeline, summarization
+  from iptnet_jax.datasets.builders import synthetic_vsumm
   spec = synthetic_vsumm.SyntheticSpec(num_videos=5, feature_dim=16, min_steps=40, max_steps=48, num_users=3)
   h5_path, _ = synthetic_vsumm.write_synthetic_dataset(tmp_path, spec)
   loaded = eccv16.read_videos(h5_path, [f"video_{i}" for i in range(1, 6)], require_user_summary=True)

@@ -11,7 +11,7 @@ import pytest
 from iptnet_jax.datasets import charades_sta as cs
 from iptnet_jax.datasets import clip_features
 from iptnet_jax.datasets import text
-from iptnet_jax.datasets import synthetic_charades as sc
+from iptnet_jax.datasets.builders import synthetic_charades as sc
 from iptnet_jax.lm import span
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
-from iptnet_jax.datasets import eccv16, tvsum_i3d
+from iptnet_jax.datasets import eccv16
+from iptnet_jax.datasets.builders import tvsum_i3d
 from iptnet_jax.sm import inference
 from tvsum_i3d_test import _fake_video, _write_shared
 

@@ -155,7 +155,7 @@ def test_summarize_npy_picks_the_keyshots_the_evaluation_would(runs, tmp_path):
 
 
 def test_summarize_h5_keeps_its_shots_scores_users_and_draws_one_row_per_map(runs, tmp_path):
-  from iptnet_jax.datasets import synthetic_vsumm
+  from iptnet_jax.datasets.builders import synthetic_vsumm
 
   h5_path, _ = synthetic_vsumm.write_synthetic_dataset(tmp_path / "syn", synthetic_vsumm.SyntheticSpec(
       num_videos=5, feature_dim=DIM, min_steps=30, max_steps=40, num_users=3, num_splits=1))

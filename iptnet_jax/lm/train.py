@@ -14,7 +14,7 @@
   set too, keeping later checkpoints on ties). Metrics from synthetic features are printed with the prefix
   "[synthetic features]".
 * When config.data.feature_dir does not exist, synthetic features for the real annotations are generated into
-  <workdir>/synthetic_charades (`datasets.synthetic_charades`), and the run says so.
+  <workdir>/synthetic_charades (`datasets.builders.synthetic_charades`), and the run says so.
 * `config.init_from`: start from an upstream VSLNet (PyTorch) checkpoint, a `.t7` / `.pth` state_dict or
   upstream's model folder (its last `<name>_<step>.t7`), ported by `iptnet_jax.porting` (needs torch; keys and
   shapes are checked against the configured model, a mismatch names the key). Its GloVe rows must equal the
@@ -36,7 +36,8 @@ import numpy as np
 import optax
 
 from iptnet_jax import config_defaults, loop, porting, run_dir, run_log
-from iptnet_jax.datasets import charades_sta, clip_features, input_pipeline, synthetic_charades
+from iptnet_jax.datasets import charades_sta, clip_features, input_pipeline
+from iptnet_jax.datasets.builders import synthetic_charades
 from iptnet_jax.datasets.input_pipeline import bucket_length
 from iptnet_jax.errors import InputError
 from iptnet_jax.lm import losses as lm_losses

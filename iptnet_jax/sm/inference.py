@@ -65,7 +65,7 @@ def video_top5_maps(videos: Sequence[eccv16.SummVideo], preds: dict[str, dict[st
   for video in videos:
     if video.user_scores is None:
       raise eccv16.DatasetFormatError(f"{video.name}: top-5 mAP needs per-user step scores ('user_scores'), which "
-                                      "this file lacks; build it with iptnet_jax.datasets.tvsum_i3d or use "
+                                      "this file lacks; build it with `python -m iptnet_jax.datasets.tvsum_i3d` or use "
                                       "eval.protocol='fscore'")
     p = preds[video.name]
     scores[video.name] = highlight.top5_map(vsumm_eval.normalized_step_scores(p["cls_prob"], p["ctr_prob"]),
