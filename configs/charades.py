@@ -20,7 +20,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.task = "lm"
   config.seed = 12345  # VSLNet main_t7.py
-  # An upstream VSLNet (PyTorch) checkpoint to start from (iptnet_jax.porting, needs torch): a .t7 / .pth state_dict
+  # An upstream VSLNet (PyTorch) checkpoint to start from (iptnet_jax.lm.porting, needs torch): a .t7 / .pth state_dict
   # or upstream's model folder (its last <name>_<step>.t7). Evaluated as epoch 0; train.epochs=0 only evaluates it.
   config.init_from = ""
 

@@ -26,7 +26,7 @@ def sm_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.task = "sm"
   config.seed = 12345
-  # An upstream DSNet-AF checkpoint to start from (iptnet_jax.porting): a .pth file for every split, a path
+  # An upstream DSNet-AF checkpoint to start from (iptnet_jax.sm.porting): a .pth file for every split, a path
   # with "{split}", or an upstream model folder holding checkpoint/<split file>.<i>.pt. Needs torch.
   config.init_from = ""
   # The unrolled threefry lowering on XLA:CPU (iptnet_jax/cpu_threefry.py: same random bits, faster dropout;

@@ -106,7 +106,7 @@ def test_bad_config_values_name_the_field(tmp_path, override, field):
 
 def test_init_from_an_upstream_checkpoint_evaluates_it_unchanged(tmp_path):
   torch = pytest.importorskip("torch")
-  from iptnet_jax import porting
+  from iptnet_jax.sm import porting
   config = load_config("demo", "smoke")
   config.data.synthetic.num_splits = 1
   config.train.epochs = 0  # evaluate only

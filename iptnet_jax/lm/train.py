@@ -16,7 +16,7 @@
 * When config.data.feature_dir does not exist, synthetic features for the real annotations are generated into
   <workdir>/synthetic_charades (`datasets.builders.synthetic_charades`), and the run says so.
 * `config.init_from`: start from an upstream VSLNet (PyTorch) checkpoint, a `.t7` / `.pth` state_dict or
-  upstream's model folder (its last `<name>_<step>.t7`), ported by `iptnet_jax.porting` (needs torch; keys and
+  upstream's model folder (its last `<name>_<step>.t7`), ported by `iptnet_jax.lm.porting` (needs torch; keys and
   shapes are checked against the configured model, a mismatch names the key). Its GloVe rows must equal the
   dataset's (same vocabulary). The loaded model is evaluated before training, as epoch 0; with
   train.epochs=0 that is all the run does.
@@ -35,13 +35,13 @@ import ml_collections
 import numpy as np
 import optax
 
-from iptnet_jax import config_defaults, loop, porting, run_dir, run_log
+from iptnet_jax import config_defaults, loop, run_dir, run_log
 from iptnet_jax.datasets import charades_sta, clip_features, input_pipeline
 from iptnet_jax.datasets.builders import synthetic_charades
 from iptnet_jax.datasets.input_pipeline import bucket_length
 from iptnet_jax.errors import InputError
 from iptnet_jax.lm import losses as lm_losses
-from iptnet_jax.lm import span
+from iptnet_jax.lm import porting, span
 from iptnet_jax.lm.model import VSLNet, init_variables
 
 METRIC_NAMES = ("R1@0.3", "R1@0.5", "R1@0.7", "mIoU")

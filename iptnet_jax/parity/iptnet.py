@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from iptnet_jax import porting
+from iptnet_jax.lm import porting
 from iptnet_jax.parity.common import ADAM_PARAM_TOL, NOTES, Row, Trajectory, compare, register
 from iptnet_jax.parity.lm import (HIGHLIGHT_LAMBDA, LM_NOPOS, LM_TRAJECTORY_STEPS, LMCase, LMTrajectory,
                                   lm_adam_clip_rows, lm_batch, lm_leaves, lm_models, torch_lm_steps)

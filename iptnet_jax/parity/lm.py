@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from iptnet_jax import porting
+from iptnet_jax.lm import porting
 from iptnet_jax.datasets.input_pipeline import LM_MODEL_INPUTS
 from iptnet_jax.parity.common import (ADAM_PARAM_TOL, FORWARD_LAYER_TOL, FORWARD_NETWORK_TOL, LOSS_TOL, NOTES, Row,
                                       Trajectory, _flat, compare, register, trajectory_rows)

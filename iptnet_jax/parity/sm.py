@@ -10,12 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from iptnet_jax import porting
 from iptnet_jax.datasets import anchor_free_labels, input_pipeline, summarization
 from iptnet_jax.parity.common import (ADAM_PARAM_TOL, FORWARD_LAYER_TOL, FORWARD_NETWORK_TOL, LOSS_TOL, NOTES,
                                       SGD_PARAM_TOL, Row, Trajectory, compare, register,
                                       trajectory_rows)
-from iptnet_jax.sm import anchor_free
+from iptnet_jax.sm import anchor_free, porting
 from iptnet_jax.sm import model as sm_model
 
 

@@ -20,11 +20,11 @@ import ml_collections
 import numpy as np
 import optax
 
-from iptnet_jax import config_defaults, loop, porting, run_dir, run_log
+from iptnet_jax import config_defaults, loop, run_dir, run_log
 from iptnet_jax.datasets import splits as splits_lib
 from iptnet_jax.datasets import eccv16, input_pipeline, summarization
 from iptnet_jax.datasets.builders import synthetic_vsumm
-from iptnet_jax.sm import anchor_free, inference
+from iptnet_jax.sm import anchor_free, inference, porting
 from iptnet_jax.sm import model as sm_model
 
 
