@@ -6,7 +6,9 @@ Used by every moment-localization reader (Charades-STA, YouTube Highlights title
   (`NLTKWordTokenizer`, which needs no downloaded data); Punkt's sentence split (which needs the `punkt` data)
   is approximated: a sentence ends after a whitespace-separated word whose only period is its last character
   ("door. the" -> "door", ".", "the"; "a.m." and "door.the" stay whole). Punkt also knows abbreviations
-  ("mr. smith" stays "mr.", here "mr", "."); no Charades-STA sentence has one (all 16,128 tokenise as VSLNet's).
+  ("mr. smith" stays "mr.", here "mr", "."). Neither difference reaches Charades-STA: its only periods before the
+  end of a sentence have no space after them (BUILD.md, 'Moment localization vs upstream VSLNet'), and all its 16,128
+  sentences give the same tokens as the regex approximation of `nltk.word_tokenize` this replaced.
 * `load_glove(path, keep)`: {word: float32 vector} from a GloVe text file.
 * Word vocabulary (`build_word_vocab`): 0 = PAD, 1 = UNK, then every counted token present in GloVe, most frequent
   first (ties keep first occurrence); `word_vectors` rows 0 and 1 are zero. `check_glove_coverage` refuses a GloVe
