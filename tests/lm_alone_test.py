@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import iptnet_fixtures as fx
+from iptnet_jax.datasets import input_pipeline
 from iptnet_jax.iptnet import step as step_lib
 from iptnet_jax.iptnet import train as iptnet_train
 from iptnet_jax.lm import train as lm_train
