@@ -39,8 +39,7 @@ import numpy as np
 
 from benchmarks import common, lm, sm
 from iptnet_jax import config_defaults
-from iptnet_jax.datasets import charades_sta, summarization
-from iptnet_jax.iptnet import batches
+from iptnet_jax.datasets import input_pipeline
 from iptnet_jax.iptnet import step as step_lib
 from iptnet_jax.iptnet import train as iptnet_train
 from iptnet_jax.lm import train as lm_train
@@ -48,7 +47,7 @@ from iptnet_jax.lm.model import init_variables
 from iptnet_jax.sm import train as sm_train
 
 SOURCE_NAMES = step_lib.SOURCE_NAMES
-SM_SOURCES = (step_lib.SM_ONLY, step_lib.SM_DATA)
+SM_SOURCES = input_pipeline.SM_SOURCES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +67,7 @@ class Sizes:
 
 def tiny_sizes(sm_videos: int = 4, lm_samples: int = 4) -> Sizes:
   """Tiny widths; SM videos within the smallest SM bucket, LM videos within the smallest video bucket and equal
-  batch sizes: every batch has the stand-in shapes (iptnet_jax/iptnet/batches.py), one executable for all."""
+  batch sizes: every batch has the stand-in shapes (iptnet_jax/datasets/input_pipeline.py), one executable for all."""
   return Sizes(feature_dim=32, word_dim=8, sm_videos=sm_videos, lm_samples=lm_samples, sm_min_len=20,
                sm_max_len=60, lm_max_len=32, batch_size=4, tiny_models=True)
 
@@ -92,18 +91,25 @@ def parse_sources(text: str) -> tuple[int, ...]:
   return tuple(sorted({SOURCE_NAMES.index(n) for n in names}))
 
 
+@dataclasses.dataclass
+class _MomentSamples:
+  """Plain LM training samples with the LM datasets' `batches` (CharadesSTA's), for input_pipeline.joint_batches."""
+
+  train: list
+
+  def batches(self, split: str, batch_size: int, **options):
+    return input_pipeline.iterate_lm_batches(self.train, batch_size, **options)
+
+
 class JointData:
-  """The host batches of our joint step, as iptnet_jax/iptnet/train.py builds them: each source's batcher at its
-  batch size, the absent source as a stand-in shaped like the smallest buckets."""
+  """The host batches of our joint step, as iptnet_jax/iptnet/train.py builds them (input_pipeline.joint_batches):
+  each source's batcher at its batch size, the absent source as a stand-in shaped like the smallest buckets."""
 
   def __init__(self, config, sm_examples, lm_samples, seed: int = 0):
     self.config, self.seed = config, seed
     self.sm_examples, self.lm_samples = sm_examples, lm_samples
     self.feature_dim = sm_examples[0].features.shape[1]
-    lm_data = config.lm.data
-    self.standins = batches.StandinShapes(
-        sm_length=min(config.data.buckets), lm_video_length=min(lm_data.video_buckets),
-        lm_query_length=min(lm_data.query_buckets), lm_char_length=min(lm_data.char_buckets))
+    self.standins = input_pipeline.standin_shapes(config)
 
   def batch_size(self, source: int) -> int:
     return self.config.train.batch_size if source in SM_SOURCES else self.config.lm.train.batch_size
@@ -113,15 +119,9 @@ class JointData:
 
   def host_batches(self, source: int, pass_index: int):
     """The joint host batches of one pass over the source's data, shuffled with a seed per (source, pass)."""
-    rng = np.random.default_rng([self.seed, source, pass_index])
-    if source in SM_SOURCES:
-      for batch in summarization.iterate_batches(self.sm_examples, self.config.train.batch_size,
-                                                 tuple(self.config.data.buckets), with_labels=True, rng=rng):
-        yield batches.joint_batch(source, sm=batch, feature_dim=self.feature_dim, shapes=self.standins)
-    else:
-      for batch in charades_sta.iterate_batches(self.lm_samples, self.config.lm.train.batch_size, shuffle=True,
-                                                rng=rng, **lm_train.batch_options(self.config.lm)):
-        yield batches.joint_batch(source, lm=batch, feature_dim=self.feature_dim, shapes=self.standins)
+    return input_pipeline.joint_batches(source, self.config, np.random.default_rng([self.seed, source, pass_index]),
+                                        feature_dim=self.feature_dim, shapes=self.standins,
+                                        sm_examples=self.sm_examples, lm_data=_MomentSamples(self.lm_samples))
 
   @staticmethod
   def signature(host_batch: dict) -> tuple:

@@ -7,7 +7,7 @@ Charades-STA (1,140 words with 300-d frozen vectors, 40 characters).
 
 Ours: iptnet_jax.lm.train (make_model / make_optimizer / make_train_step with configs/charades.py defaults:
 batch 16, its video/query/char buckets, AdamW + clip 1.0 + linear decay), batches from
-iptnet_jax.datasets.charades_sta.iterate_batches (host collation included in the epoch).
+iptnet_jax.datasets.input_pipeline.iterate_lm_batches (host collation included in the epoch).
 Reference: iptnet_jax/parity/reference/vslnet_torch.py's VSLNet (the parity restatement, same sizes as ours) in
 VSLNet's eager loop (benchmarks/torch_refs.py: AdamW + clip 1.0 + linear decay), batches padded to the batch maxima.
 """
@@ -25,8 +25,8 @@ import numpy as np
 from benchmarks import common
 from configs import charades
 from iptnet_jax import cpu_threefry
-from iptnet_jax.datasets import charades_sta
-from iptnet_jax.datasets.batching import bucket_length
+from iptnet_jax.datasets import charades_sta, input_pipeline
+from iptnet_jax.datasets.input_pipeline import bucket_length
 from iptnet_jax.lm import train as lm_train
 from iptnet_jax.lm.model import init_variables
 
@@ -37,7 +37,7 @@ VISUAL_DIM = 1024
 
 
 class InMemoryFeatures:
-  """The part of charades_sta.VideoFeatureStore that MomentSample uses, over a dict of arrays."""
+  """The part of clip_features.VideoFeatureStore that MomentSample uses, over a dict of arrays."""
 
   def __init__(self, features: dict[str, np.ndarray]):
     self.features = features
@@ -108,18 +108,18 @@ class OursLM:
     self.state = lm_train.TrainState(step=jnp.zeros((), jnp.int32), params=variables["params"],
                                      opt_state=tx.init(variables["params"]), rng=train_rng)
     self.step = lm_train.make_train_step(model, tx, config.train.highlight_lambda)
-    self.options = lm_train.batch_options(config)
+    self.options = input_pipeline.lm_batch_options(config)
     self.shuffle = np.random.default_rng(seed)
 
   def batches(self, rng=None):
-    return charades_sta.iterate_batches(self.samples, self.batch_size, shuffle=rng is not None, rng=rng,
+    return input_pipeline.iterate_lm_batches(self.samples, self.batch_size, shuffle=rng is not None, rng=rng,
                                         **self.options)
 
   def epoch(self) -> float:
     start = time.perf_counter()
     metrics = None
     for batch in self.batches(self.shuffle):
-      self.state, metrics = self.step(self.state, self.constants, lm_train.device_fields(batch))
+      self.state, metrics = self.step(self.state, self.constants, input_pipeline.lm_device_fields(batch))
     jax.block_until_ready((self.state, metrics))
     return time.perf_counter() - start
 
@@ -137,7 +137,7 @@ class OursLM:
     shapes = set()
     for first in range(0, num_samples, self.batch_size):
       rows = order[first:first + self.batch_size]
-      sizes = (units[rows].max(), words[rows].max(), max(charades_sta.MIN_CHAR_LENGTH, chars[rows].max()))
+      sizes = (units[rows].max(), words[rows].max(), max(input_pipeline.MIN_CHAR_LENGTH, chars[rows].max()))
       shapes.add(tuple(bucket_length(int(n), b) for n, b in zip(sizes, buckets)))
     return shapes
 
@@ -152,7 +152,7 @@ class OursLM:
       if shape in out:
         continue
       start = time.perf_counter()
-      self.step.lower(self.state, self.constants, lm_train.device_fields(batch)).compile()
+      self.step.lower(self.state, self.constants, input_pipeline.lm_device_fields(batch)).compile()
       out[shape] = time.perf_counter() - start
     return out
 
@@ -197,10 +197,10 @@ def profile_lm(ours: OursLM, repeats: int) -> dict:
   batches = list(ours.batches())
   shapes = [ours._shape(b) for b in batches]
   common_shape = max(set(shapes), key=shapes.count)
-  batch = jax.device_put(lm_train.device_fields(batches[shapes.index(common_shape)]))
+  batch = jax.device_put(input_pipeline.lm_device_fields(batches[shapes.index(common_shape)]))
   model = lm_train.make_model(ours.config, word_vectors(0), NUM_CHARS, VISUAL_DIM)
   params = jax.tree.map(jnp.copy, ours.state.params)
-  inputs = [batch[k] for k in lm_train.MODEL_INPUTS]
+  inputs = [batch[k] for k in input_pipeline.LM_MODEL_INPUTS]
 
   def grad_fn(deterministic):
     def loss(p):

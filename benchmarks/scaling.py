@@ -53,7 +53,7 @@ def worker(num_devices: int, repeats: int, out_dir: Path, seed: int, matmul_prec
   jax.config.update("jax_default_matmul_precision", matmul_precision)
   from benchmarks import sm
   from iptnet_jax import cpu_threefry
-  from iptnet_jax.datasets import summarization
+  from iptnet_jax.datasets import input_pipeline
 
   cpu_threefry.use_unrolled_threefry_on_cpu()
 
@@ -65,7 +65,7 @@ def worker(num_devices: int, repeats: int, out_dir: Path, seed: int, matmul_prec
   # Auto axes: XLA propagates the input shardings (Explicit, the default of make_mesh, would make sharding
   # part of every type and reject flax dropout's select between a sharded and an unsharded operand).
   mesh = jax.make_mesh((num_devices,), ("data",), axis_types=(jax.sharding.AxisType.Auto,))
-  batch = summarization.device_fields(summarization.make_batch(examples, GLOBAL_BATCH, (BUCKET,), with_labels=True))
+  batch = input_pipeline.sm_device_fields(input_pipeline.sm_batch(examples, GLOBAL_BATCH, (BUCKET,), with_labels=True))
   batch = jax.device_put(batch, NamedSharding(mesh, P("data")))
   state = jax.device_put(ours.state, NamedSharding(mesh, P()))
   initial = _flat_params(state.params)

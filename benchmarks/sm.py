@@ -2,12 +2,12 @@
 
 Data: `num_videos` TVSum-like videos, lengths T drawn uniformly in [49, 323] with a fixed seed, 1024-d
 Gaussian features, a binary keyshot-like target (random 2-4 s shots up to ~15 % of the video), and the
-anchor-free labels of iptnet_jax.sm.anchor_free. Labels are computed once for both sides (DSNet recomputes
-its knapsack target on every step; that host work is left out of both).
+anchor-free labels of iptnet_jax.datasets.anchor_free_labels. Labels are computed once for both sides (DSNet
+recomputes its knapsack target on every step; that host work is left out of both).
 
 Ours: iptnet_jax.sm.train (make_model / make_optimizer / init_params / make_train_step, the config defaults
-of config_defaults.sm_config: batch 1, TVSUM_BUCKETS), one epoch = iterate_batches over the shuffled videos,
-host padding included, then waiting for the last step.
+of config_defaults.sm_config: batch 1, TVSUM_BUCKETS), one epoch = iterate_sm_batches over the shuffled
+videos, host padding included, then waiting for the last step.
 
 Reference: iptnet_jax/parity/reference/dsnet_torch.py (the parity restatement of DSNet-AF with its losses),
 trained as DSNet's loop does: one video per step, model.train(), forward, losses, zero_grad, backward,
@@ -29,7 +29,7 @@ import numpy as np
 
 from benchmarks import common, flops, peak
 from iptnet_jax import config_defaults
-from iptnet_jax.datasets import batching, summarization
+from iptnet_jax.datasets import anchor_free_labels, input_pipeline, summarization
 from iptnet_jax.sm import anchor_free
 from iptnet_jax.sm import train as sm_train
 
@@ -53,9 +53,9 @@ def tvsum_like_examples(num_videos: int = 40, seed: int = 0, min_len: int = MIN_
       if target.sum() + (hi - lo) > 0.15 * length and target.any():
         continue
       target[lo:hi] = 1.0
-    offsets = anchor_free.offset_labels(target)
+    offsets = anchor_free_labels.offset_labels(target)
     examples.append(summarization.TrainingExample(f"video_{i}", features, target, offsets,
-                                                  anchor_free.centerness_labels(target, offsets)))
+                                                  anchor_free_labels.centerness_labels(target, offsets)))
   return examples
 
 
@@ -87,13 +87,13 @@ class OursSM:
     self.shuffle = np.random.default_rng(self.seed)
 
   def batches(self, rng=None):
-    return summarization.iterate_batches(self.examples, self.batch_size, self.buckets, with_labels=True, rng=rng)
+    return input_pipeline.iterate_sm_batches(self.examples, self.batch_size, self.buckets, with_labels=True, rng=rng)
 
   def epoch(self) -> float:
     start = time.perf_counter()
     losses = None
     for batch in self.batches(self.shuffle):
-      self.state, losses = self.step(self.state, summarization.device_fields(batch))
+      self.state, losses = self.step(self.state, input_pipeline.sm_device_fields(batch))
     jax.block_until_ready((self.state, losses))
     return time.perf_counter() - start
 
@@ -115,7 +115,7 @@ class OursSM:
         continue
       seen.add(shape)
       start = time.perf_counter()
-      self.step.lower(self.state, summarization.device_fields(batch)).compile()
+      self.step.lower(self.state, input_pipeline.sm_device_fields(batch)).compile()
       out[shape] = time.perf_counter() - start
     return out
 
@@ -249,9 +249,9 @@ def profile_ours(ours: OursSM, repeats: int = 5, peak_runner: PeakRunner | None 
   for length in ours.padded_lengths():
     counts[length] = counts.get(length, 0) + 1
   for length in sorted(counts):
-    example = [e for e in ours.examples if batching.bucket_length(e.features.shape[0], ours.buckets) == length][0]
-    batch = jax.device_put(summarization.device_fields(
-        summarization.make_batch([example], ours.batch_size, ours.buckets, with_labels=True)))
+    example = [e for e in ours.examples if input_pipeline.bucket_length(e.features.shape[0], ours.buckets) == length][0]
+    batch = jax.device_put(input_pipeline.sm_device_fields(
+        input_pipeline.sm_batch([example], ours.batch_size, ours.buckets, with_labels=True)))
     holder = {"state": jax.tree.map(jnp.copy, ours.state)}
 
     def full_step(holder=holder, batch=batch):

@@ -52,7 +52,7 @@ def make_optimizer(model: nn.Module, total_steps: int, lr: float = 1e-4, weight_
 
 def collate(samples, *, min_char_len: int = 4, highlight_extension: float = 0.1) -> dict:
   """VSLNet-style batch of MomentSamples padded to the batch maxima (no buckets), as torch tensors."""
-  from iptnet_jax.lm import labels as lm_labels
+  from iptnet_jax.datasets import moment_labels
 
   batch_size = len(samples)
   video_len = max(s.num_units for s in samples)
@@ -67,8 +67,8 @@ def collate(samples, *, min_char_len: int = 4, highlight_extension: float = 0.1)
   for row, (s, v) in enumerate(zip(samples, videos)):
     video[row, :s.num_units] = v
     video_mask[row, :s.num_units] = 1.0
-    highlight[row, :s.num_units] = lm_labels.highlight_labels(s.start_index, s.end_index, s.num_units,
-                                                              highlight_extension)
+    highlight[row, :s.num_units] = moment_labels.highlight_labels(s.start_index, s.end_index, s.num_units,
+                                                                  highlight_extension)
     word_ids[row, :len(s.word_ids)] = s.word_ids
     for position, chars in enumerate(s.char_ids):
       char_ids[row, position, :len(chars)] = chars

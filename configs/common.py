@@ -12,7 +12,7 @@ from pathlib import Path
 import ml_collections
 
 from iptnet_jax.config_defaults import ConfigError
-from iptnet_jax.datasets.synthetic_charades import SyntheticCharadesSpec
+from iptnet_jax.datasets.builders.synthetic_charades import SyntheticCharadesSpec
 
 # Relative to the working folder: the repository root in the documented commands.
 SHARED_DATA = "../shared/data"
@@ -70,7 +70,7 @@ def lm_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.task = "lm"
   config.seed = 12345  # VSLNet main_t7.py
-  # An upstream VSLNet (PyTorch) checkpoint to start from (iptnet_jax.porting, needs torch): a .t7 / .pth state_dict
+  # An upstream VSLNet (PyTorch) checkpoint to start from (iptnet_jax.lm.porting, needs torch): a .t7 / .pth state_dict
   # or upstream's model folder (its last <name>_<step>.t7). Evaluated as epoch 0; train.epochs=0 only evaluates it.
   config.init_from = ""
 

@@ -7,7 +7,7 @@ annotations of ../shared/data with SYNTHETIC features), made small enough that c
 run:
 * one padded shape for everything: the summarization videos fit one bucket (data.buckets), the LM videos,
   queries and words one bucket each, and both sources use the same batch size, so an SM batch and an LM batch
-  have the same shapes (stand-ins included, iptnet/batches.py) and the joint step compiles once;
+  have the same shapes (stand-ins included, datasets/input_pipeline.py) and the joint step compiles once;
 * no warm-up phases: the schedule alternates LM-data and SM-data phases from the first epoch (paper §3.7 after
   the warm-ups), so only those two branches of the joint step are traced; both carry their task's supervised
   loss, so the SM and the LM learn from their own labels in every round as well as from each other;

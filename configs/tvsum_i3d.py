@@ -15,7 +15,7 @@ takes --epochs for shorter runs.
 
 from configs import common
 from iptnet_jax import config_defaults
-from iptnet_jax.datasets import tvsum_i3d
+from iptnet_jax.datasets.builders import tvsum_i3d
 
 DSNET_TVSUM_H5 = "eccv16_dataset_tvsum_google_pool5.h5"
 FEATURES = {"rgb": "rgb", "rgbflow": "rgb+flow"}

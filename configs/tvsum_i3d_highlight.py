@@ -27,7 +27,7 @@ Published on these features: UMT 83.1 mean top-5 mAP (with audio).
 
 from configs import common, highlight_tvsum
 from iptnet_jax import config_defaults
-from iptnet_jax.datasets import tvsum_i3d
+from iptnet_jax.datasets.builders import tvsum_i3d
 
 SM_FEATURES = {"sm": "rgb", "sm_rgbflow": "rgb+flow"}
 SM_ALIASES = {"rgb": "sm", "rgbflow": "sm_rgbflow"}  # the names these variants had before the highlight model

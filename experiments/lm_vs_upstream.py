@@ -19,7 +19,7 @@ torch rows from their last finished epoch; upstream's main_t7.py cannot resume, 
 starts again). The folder holds results derived from the shared data: keep it outside the repository.
 
 Data: SYNTHETIC features for the real Charades-STA annotations of the first --max-videos videos of each split
-(`iptnet_jax.datasets.synthetic_charades`, default recipe and seed), generated once into <out>/features.
+(`iptnet_jax.datasets.builders.synthetic_charades`, default recipe and seed), generated once into <out>/features.
 Our rows read them through configs/charades.py; the torch rows through the same loader (same samples, labels
 and vocabulary as our default); upstream gets them in its own layout under <out>/upstream_root: the annotation
 lines of those videos (so it builds its vocabularies over them, as it does over whatever it is given), the
@@ -120,11 +120,12 @@ def base_config(args):
 
 def prepare_features(args, config) -> Path:
   """The synthetic features of the first max_videos videos per split, generated once into <out>/features."""
-  from iptnet_jax.datasets import charades_sta, synthetic_charades
+  from iptnet_jax.datasets import clip_features
+  from iptnet_jax.datasets.builders import synthetic_charades
 
   out = Path(args.out) / "features"
   spec = synthetic_charades.SyntheticCharadesSpec(**config.data.synthetic.to_dict())
-  marker = charades_sta.read_synthetic_marker(out) if out.is_dir() else None
+  marker = clip_features.read_synthetic_marker(out) if out.is_dir() else None
   if not (marker and marker.get("complete") and marker.get("max_videos") == args.max_videos):
     print(f"generating SYNTHETIC features for the first {args.max_videos} videos per split into {out}", flush=True)
     synthetic_charades.generate(config.data.annotation_dir, out, spec, max_videos=args.max_videos)
@@ -373,24 +374,24 @@ def upstream_child(upstream: str, argv: list[str]) -> None:
       nltk.tokenize.word_tokenize = lambda text, language="english": treebank(text, language, preserve_line=True)
       used.append("nltk: word_tokenize(preserve_line=True), no Punkt data")
   except ImportError:
-    from iptnet_jax.datasets import charades_sta
+    from iptnet_jax.datasets import text
 
     tokenize = types.ModuleType("nltk.tokenize")
-    tokenize.word_tokenize = lambda text, language="english": charades_sta.tokenize(text)
+    tokenize.word_tokenize = lambda sentence, language="english": text.tokenize(sentence)
     nltk = types.ModuleType("nltk")
     nltk.tokenize = tokenize
     sys.modules.update({"nltk": nltk, "nltk.tokenize": tokenize})
-    used.append("nltk: iptnet_jax.datasets.charades_sta.tokenize")
+    used.append("nltk: iptnet_jax.datasets.text.tokenize")
   sys.path.insert(0, upstream)
   from util import data_gen  # upstream's
 
-  from iptnet_jax.datasets import charades_sta
+  from iptnet_jax.datasets import text
 
   def load_glove(path):  # upstream reads 300-d rows only
-    return set(charades_sta.load_glove(path)[0])
+    return set(text.load_glove(path)[0])
 
   def filter_glove_embedding(word_dict, path):
-    vectors, dim = charades_sta.load_glove(path, keep=set(word_dict))
+    vectors, dim = text.load_glove(path, keep=set(word_dict))
     table = np.zeros((len(word_dict), dim), np.float32)
     for word, index in word_dict.items():
       table[index] = vectors[word]

@@ -42,7 +42,8 @@ from configs import tvsum_i3d as tvsum_i3d_config  # noqa: E402
 from iptnet_jax import config_defaults, run_log  # noqa: E402
 from iptnet_jax import train as train_lib  # noqa: E402
 from iptnet_jax.datasets import splits as splits_lib  # noqa: E402
-from iptnet_jax.datasets import summarization, tvsum_i3d  # noqa: E402
+from iptnet_jax.datasets import summarization  # noqa: E402
+from iptnet_jax.datasets.builders import tvsum_i3d  # noqa: E402
 from iptnet_jax.sm import inference  # noqa: E402
 
 UMT_PUBLISHED_TOP5_MAP = 83.1  # UMT (Liu et al., CVPR 2022) on these I3D features, with audio; mean of 10 domains

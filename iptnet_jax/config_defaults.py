@@ -21,7 +21,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from iptnet_jax.datasets.synthetic_vsumm import SyntheticSpec
+from iptnet_jax.datasets.builders.synthetic_vsumm import SyntheticSpec
 from iptnet_jax.errors import InputError
 
 TVSUM_BUCKETS = (64, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024)
@@ -32,7 +32,7 @@ def sm_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.task = "sm"
   config.seed = 12345
-  # An upstream DSNet-AF checkpoint to start from (iptnet_jax.porting): a .pth file for every split, a path
+  # An upstream DSNet-AF checkpoint to start from (iptnet_jax.sm.porting): a .pth file for every split, a path
   # with "{split}", or an upstream model folder holding checkpoint/<split file>.<i>.pt. Needs torch.
   config.init_from = ""
   # The unrolled threefry lowering on XLA:CPU (iptnet_jax/cpu_threefry.py: same random bits, faster dropout;

@@ -19,9 +19,9 @@
   differently, so feed it ids through that vocabulary.
 * O/export.json lists every file, the upstream constructor arguments and the run it came from.
 
-The key maps and value transforms are `iptnet_jax.porting`'s (the reverse of the import used by init_from);
-tests/usage_test.py loads each file into the upstream-shaped restatements (`iptnet_jax.parity.reference`) with
-strict key checking and compares their outputs with ours. Needs torch (`pip install -e '.[parity]'`).
+The key maps and value transforms are `iptnet_jax.sm.porting`'s and `iptnet_jax.lm.porting`'s (the reverse of the
+import used by init_from); tests/usage_test.py loads each file into the upstream-shaped restatements
+(`iptnet_jax.parity.reference`) with strict key checking and compares their outputs with ours. Needs torch (`pip install -e '.[parity]'`).
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from iptnet_jax import fileio, porting, run_models
+from iptnet_jax import fileio, run_models
 from iptnet_jax.errors import InputError
+from iptnet_jax.lm import porting as lm_porting
+from iptnet_jax.sm import porting as sm_porting
 
 UPSTREAM_CHAR_CHANNELS = (10, 20, 30, 40)
 UPSTREAM_CHAR_KERNELS = (1, 2, 3, 4)
@@ -73,7 +75,7 @@ def _save(state: dict, path: Path) -> Path:
 def split_file_name(config) -> str:
   """The split file's name, which upstream puts in each split's checkpoint name."""
   if config.data.source == "synthetic":
-    from iptnet_jax.datasets import synthetic_vsumm
+    from iptnet_jax.datasets.builders import synthetic_vsumm
 
     return synthetic_vsumm.SPLIT_NAME
   return Path(config.data.split_file).name
@@ -86,7 +88,7 @@ def dsnet_af_state_dict(sm: run_models.SMPart, config) -> tuple[dict, dict, dict
     raise ExportError(f"config.model.attention_dim={attention_dim}: DSNet-AF's attention is num_feature x "
                       f"num_feature, so it must equal the feature width {sm.feature_dim} for upstream to hold it")
   params = {k: v for k, v in sm.params.items() if k != "fc_shift"}
-  state = porting.dsnet_af_state_dict_from_params(params)
+  state = sm_porting.dsnet_af_state_dict_from_params(params)
   shift = {}
   if "fc_shift" in sm.params:
     shift = {"fc_shift.weight": np.asarray(sm.params["fc_shift"]["kernel"]).T,
@@ -99,11 +101,11 @@ def dsnet_af_state_dict(sm: run_models.SMPart, config) -> tuple[dict, dict, dict
 def vslnet_state_dict(lm: run_models.LMPart) -> tuple[dict, list[str]]:
   """(upstream VSLNet state_dict, keys added as zeros): a model without positional tables gets zero tables, the
   same function for the inputs upstream feeds it."""
-  state = porting.vslnet_state_dict_from_variables(lm.variables)
+  state = lm_porting.vslnet_state_dict_from_variables(lm.variables)
   added = []
   if not lm.model.position_embedding:
     twin = dataclasses.replace(lm.model, position_embedding=True)
-    for key, (_, _, shape) in porting.vslnet_key_map(twin).items():
+    for key, (_, _, shape) in lm_porting.vslnet_key_map(twin).items():
       if key not in state:
         state[key] = np.zeros(shape, np.float32)
         added.append(key)

@@ -4,7 +4,7 @@
       [--split=K] [--duration=SECONDS] [--top_k=5] [--nms=0.5]
 
 F is a `.npy` (T, D) array of clip features of the width the run's LM was trained on (Charades I3D: 1024).
-As VSLNet, more than lm.data.max_pos_len clips are average-pooled to max_pos_len (`lm.labels.
+As VSLNet, more than lm.data.max_pos_len clips are average-pooled to max_pos_len (`moment_labels.
 visual_feature_sampling`), and clip i of N covers [i D / N, (i + 1) D / N] seconds of a video of D seconds
 (`--duration`, default T seconds: one feature per second, the synthetic features' rate). The query is tokenized
 and encoded with the run's vocabularies, rebuilt from the annotation and GloVe files the run's config names and
@@ -37,7 +37,7 @@ PLOT_FILE = "highlight.png"
 def query_vocabulary(run: run_models.TrainedRun) -> tuple[dict, dict]:
   """(word_vocab, char_vocab) of the run's LM data, rebuilt as the loader built them for training and checked
   against the checkpoint's GloVe rows and char table."""
-  from iptnet_jax.datasets import charades_sta
+  from iptnet_jax.datasets import charades_sta, text
 
   lm_config = run.lm_config
   source = lm_config.data.get("source", "charades_sta")
@@ -47,11 +47,11 @@ def query_vocabulary(run: run_models.TrainedRun) -> tuple[dict, dict]:
     if lm_config.data.get("vocab_scope", "files") == "used":  # only the kept videos' lines (load_charades_sta)
       max_videos = lm_config.data.get("max_videos", 0) or None
       annotations = {split: charades_sta.first_videos(annotations[split], max_videos) for split in annotations}
-    word_counts, char_counts = charades_sta.count_tokens(
+    word_counts, char_counts = text.count_tokens(
         [a.words for split in charades_sta.SPLITS for a in annotations[split]])
-    glove, word_dim = charades_sta.load_glove(glove_path, keep=set(word_counts))
-    word_vocab, vectors = charades_sta.build_word_vocab(word_counts, glove, word_dim)
-    char_vocab = charades_sta.build_char_vocab(char_counts)
+    glove, word_dim = text.load_glove(glove_path, keep=set(word_counts))
+    word_vocab, vectors = text.build_word_vocab(word_counts, glove, word_dim)
+    char_vocab = text.build_char_vocab(char_counts)
     origin = f"{annotation_dir} and {glove_path}"
   else:  # YouTube Highlights: its loader builds the vocabularies from the titles (it reads the features too)
     from iptnet_jax.lm import train as lm_train
@@ -73,12 +73,12 @@ def query_vocabulary(run: run_models.TrainedRun) -> tuple[dict, dict]:
 
 def encode(query: str, word_vocab: dict, char_vocab: dict, max_pos_len: int):
   """(words, word_ids, char_ids per word, unknown words)."""
-  from iptnet_jax.datasets import charades_sta
+  from iptnet_jax.datasets import text
 
-  words = charades_sta.tokenize(query)
+  words = text.tokenize(query)
   if not words:
     raise FeaturesError(f"--query={query!r}: no words")
-  word_ids, char_ids = charades_sta.encode_query(words, word_vocab, char_vocab, max_pos_len)
+  word_ids, char_ids = text.encode_query(words, word_vocab, char_vocab, max_pos_len)
   unknown = sorted({w for w in words[:max_pos_len] if w not in word_vocab})
   if len(unknown) == len(set(words[:max_pos_len])):
     raise FeaturesError(f"--query={query!r}: none of its words ({', '.join(unknown)}) is in the run's vocabulary, "
@@ -88,14 +88,13 @@ def encode(query: str, word_vocab: dict, char_vocab: dict, max_pos_len: int):
 
 def lm_batch(video: np.ndarray, word_ids: np.ndarray, char_ids, lm_config) -> dict:
   """One padded row in the trainer's bucket lengths (lm.data.*_buckets)."""
-  from iptnet_jax.datasets import charades_sta
-  from iptnet_jax.datasets.batching import bucket_length
+  from iptnet_jax.datasets.input_pipeline import MIN_CHAR_LENGTH, bucket_length
 
   data = lm_config.data
   num_units, dim = video.shape
   video_len = bucket_length(num_units, tuple(data.video_buckets))
   query_len = bucket_length(len(word_ids), tuple(data.query_buckets))
-  char_len = bucket_length(max(charades_sta.MIN_CHAR_LENGTH, max(len(c) for c in char_ids)),
+  char_len = bucket_length(max(MIN_CHAR_LENGTH, max(len(c) for c in char_ids)),
                            tuple(data.char_buckets))
   batch = {"video": np.zeros((1, video_len, dim), np.float32), "video_mask": np.zeros((1, video_len), np.float32),
            "word_ids": np.zeros((1, query_len), np.int32), "char_ids": np.zeros((1, query_len, char_len), np.int32),
@@ -140,14 +139,14 @@ def localize(run: run_models.TrainedRun, features: np.ndarray, query: str, *, du
              nms: float = 0.5) -> dict:
   import jax
 
-  from iptnet_jax.lm import labels as lm_labels
+  from iptnet_jax.datasets import moment_labels
   from iptnet_jax.lm import span
 
   lm_config = run.lm_config
   max_pos_len = int(lm_config.data.max_pos_len)
   word_vocab, char_vocab = query_vocabulary(run)
   words, word_ids, char_ids, unknown = encode(query, word_vocab, char_vocab, max_pos_len)
-  video = lm_labels.visual_feature_sampling(features, max_pos_len)
+  video = moment_labels.visual_feature_sampling(features, max_pos_len)
   num_units = video.shape[0]
   batch = lm_batch(video, word_ids, char_ids, lm_config)
   outputs = jax.device_get(_forward(run.lm.model)(run.lm.variables, batch))
@@ -158,7 +157,7 @@ def localize(run: run_models.TrainedRun, features: np.ndarray, query: str, *, du
   spans = top_spans(joint, (best_start[0], best_end[0]), top_k, nms)
   starts, ends = span.index_to_time(np.array([s for s, _, _ in spans]), np.array([e for _, e, _ in spans]),
                                     np.full(len(spans), num_units), np.full(len(spans), duration))
-  unit_start, _ = lm_labels.unit_times(num_units, duration)
+  unit_start, _ = moment_labels.unit_times(num_units, duration)
   return {
       "query": query, "words": list(words), "unknown_words": unknown, "num_clips": int(features.shape[0]),
       "num_units": num_units, "duration_seconds": duration,
@@ -177,11 +176,11 @@ def _forward(model):
   """jitted VSLNet forward (dropout off), one per model."""
   import jax
 
-  from iptnet_jax.lm import train as lm_train
+  from iptnet_jax.datasets.input_pipeline import LM_MODEL_INPUTS
 
   if model not in _FORWARDS:
     def forward(variables, batch):
-      return model.apply(variables, *(batch[k] for k in lm_train.MODEL_INPUTS), deterministic=True)
+      return model.apply(variables, *(batch[k] for k in LM_MODEL_INPUTS), deterministic=True)
     _FORWARDS[model] = jax.jit(forward)
   return _FORWARDS[model]
 

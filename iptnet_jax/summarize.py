@@ -278,12 +278,12 @@ def compute_maps(run: run_models.TrainedRun, features: np.ndarray) -> dict[str, 
   """Host (T,)-arrays of one video's maps (offsets (T, 2)), padded to the run's bucket lengths for the model."""
   import jax
 
-  from iptnet_jax.datasets import batching
+  from iptnet_jax.datasets import input_pipeline
 
   steps = features.shape[0]
-  length = batching.bucket_length(steps, tuple(run.config.data.buckets))
-  padded = batching.pad_axis(np.asarray(features, np.float32), length)[None]
-  mask = batching.length_mask([steps], length)
+  length = input_pipeline.bucket_length(steps, tuple(run.config.data.buckets))
+  padded = input_pipeline.pad_axis(np.asarray(features, np.float32), length)[None]
+  mask = input_pipeline.length_mask([steps], length)
   fn = maps_function(run.sm.model, run.lm.model if run.lm else None, propagation_settings(run))
   outputs = jax.device_get(fn(run.sm.params, run.lm.variables if run.lm else None, padded, mask))
   return {k: np.asarray(v[0, :steps]) for k, v in outputs.items()}

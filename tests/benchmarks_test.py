@@ -13,7 +13,7 @@ import pytest
 from absl.testing import absltest, parameterized
 
 from benchmarks import common, flops, joint, lm, run, sm, sm_variants
-from iptnet_jax.datasets import summarization
+from iptnet_jax.datasets import anchor_free_labels, summarization
 from iptnet_jax.sm import anchor_free
 from iptnet_jax.sm import model as sm_model
 from iptnet_jax.sm import train as sm_train
@@ -104,7 +104,7 @@ class HarnessPiecesTest(absltest.TestCase):
     for e in examples:
       self.assertTrue(e.target.any())
       self.assertLessEqual(e.target.mean(), 0.5)
-      np.testing.assert_array_equal(e.offsets, anchor_free.offset_labels(e.target))
+      np.testing.assert_array_equal(e.offsets, anchor_free_labels.offset_labels(e.target))
 
   def test_bit_dropout_keeps_half_and_rescales(self):
     x = jnp.ones((4, 33, 17))

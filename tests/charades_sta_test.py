@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from iptnet_jax.datasets import charades_sta as cs
-from iptnet_jax.lm import labels
+from iptnet_jax.datasets import clip_features, input_pipeline
+from iptnet_jax.datasets import moment_labels as labels
+from iptnet_jax.datasets import text
+from iptnet_jax.lm import span
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("IPTNET_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -49,7 +52,7 @@ def _write_data(root: Path, *, train=TRAIN_LINES, test=TEST_LINES, durations=DUR
   for vid, length in FEATURE_LENGTHS.items():
     np.save(features / f"{vid}.npy", rng.normal(size=(length, FEATURE_DIM)).astype(np.float32))
   if marker is not None:
-    (features / cs.SYNTHETIC_MARKER).write_text(json.dumps(marker))
+    (features / clip_features.SYNTHETIC_MARKER).write_text(json.dumps(marker))
   return annotations, glove, features
 
 
@@ -80,10 +83,13 @@ def _load(data, **kwargs):
          ["a", "walk-in", "closet", "with", "a", "blanket/pillow", "near", "the", "door.the"]),
         ('1,000 people at 10:30 a.m. said "hi"', ["1,000", "people", "at", "10:30", "a.m.", "said", "``", "hi", "''"]),
         ("  Cannot   stop... ", ["can", "not", "stop", "..."]),
+        # Punkt's sentence split, approximated: a word-final period ends a sentence, so it splits off mid-text
+        ("he opens the door. then he sits.", ["he", "opens", "the", "door", ".", "then", "he", "sits", "."]),
+        ("'Tis more'n d'ye", ["'", "tis", "more", "'n", "d", "'ye"]),  # NLTKWordTokenizer's own contraction rules
     ],
 )
-def test_tokenize_approximates_nltk(sentence, tokens):
-  assert cs.tokenize(sentence) == tokens
+def test_tokenize_is_nltk_word_tokenize(sentence, tokens):
+  assert text.tokenize(sentence) == tokens
 
 
 # ---------------------------------------------------------------------------------------------- annotations
@@ -122,10 +128,10 @@ def test_bad_durations_and_missing_files(tmp_path):
     cs.load_split_annotations(annotations)
   with pytest.raises(cs.CharadesFileNotFoundError, match="charades_sta_train.txt: Charades-STA annotation file"):
     cs.parse_annotations(tmp_path / "charades_sta_train.txt", DURATIONS)
-  with pytest.raises(cs.CharadesFileNotFoundError, match="GloVe file not found"):
-    cs.load_glove(tmp_path / "missing.txt")
-  with pytest.raises(cs.CharadesFileNotFoundError, match="feature folder not found"):
-    cs.VideoFeatureStore(tmp_path / "nowhere")
+  with pytest.raises(text.TextFileNotFoundError, match="GloVe file not found"):
+    text.load_glove(tmp_path / "missing.txt")
+  with pytest.raises(clip_features.FeatureFileNotFoundError, match="feature folder not found"):
+    clip_features.VideoFeatureStore(tmp_path / "nowhere")
 
 
 # --------------------------------------------------------------------------------------------- vocabularies
@@ -151,12 +157,12 @@ def test_word_vocab_from_train_only(data):
   assert list(dataset.word_vocab)[2:] == ["a", "person", "book", "on", "phone", "the", "is", "shelf", "'s", "opens",
                                           "door"]
   slowly_query = dataset.test[0]
-  assert slowly_query.words[2] == "slowly" and slowly_query.word_ids[2] == cs.UNK_ID
+  assert slowly_query.words[2] == "slowly" and slowly_query.word_ids[2] == text.UNK_ID
 
 
 def test_char_vocab_keeps_chars_seen_at_least_five_times(data):
   dataset = _load(data)
-  _, char_counts = cs.count_tokens([s.words for s in dataset.train + dataset.test])
+  _, char_counts = text.count_tokens([s.words for s in dataset.train + dataset.test])
   assert char_counts["z"] == 4 and "z" not in dataset.char_vocab
   assert list(dataset.char_vocab)[:2] == ["<PAD>", "<UNK>"]
   kept = list(dataset.char_vocab)[2:]
@@ -168,18 +174,18 @@ def test_char_vocab_keeps_chars_seen_at_least_five_times(data):
 def test_glove_reader_skips_headers_and_rejects_short_lines(tmp_path):
   path = tmp_path / "g.txt"
   path.write_text("2 3\nbook 1 2 3\nnew york 4 5 6\n")
-  vectors, dim = cs.load_glove(path)
+  vectors, dim = text.load_glove(path)
   assert dim == 3 and set(vectors) == {"book", "new york"}
   np.testing.assert_array_equal(vectors["new york"], [4, 5, 6])
   path.write_text("book 1 2 3\nshelf 1 2\n")
-  with pytest.raises(cs.CharadesDataError, match=r"g.txt:2: expected a word and 3 numbers, got 2"):
-    cs.load_glove(path)
+  with pytest.raises(text.TextDataError, match=r"g.txt:2: expected a word and 3 numbers, got 2"):
+    text.load_glove(path)
   path.write_text("book 1 2 3\nshelf 1 x 2\n")
-  with pytest.raises(cs.CharadesDataError, match=r"g.txt:2: word 'shelf': expected 3 numbers"):
-    cs.load_glove(path)
+  with pytest.raises(text.TextDataError, match=r"g.txt:2: word 'shelf': expected 3 numbers"):
+    text.load_glove(path)
   path.write_bytes(b"book 1 2 3\n\xff\xfe 1 2 3\n")
-  with pytest.raises(cs.CharadesDataError, match=r"g.txt:2: expected UTF-8 text"):
-    cs.load_glove(path)
+  with pytest.raises(text.TextDataError, match=r"g.txt:2: expected UTF-8 text"):
+    text.load_glove(path)
 
 
 # ----------------------------------------------------------------------------------------- samples, features
@@ -219,7 +225,7 @@ def test_vocab_scope_used_counts_only_the_kept_videos(data):
   used = _load(data, max_videos=1, vocab_scope="used")
   kept = used.train + used.test
   assert [s.sample_id for s in kept] == [s.sample_id for s in every_line.train + every_line.test]
-  word_counts, char_counts = cs.count_tokens([s.words for s in kept])
+  word_counts, char_counts = text.count_tokens([s.words for s in kept])
   # "'s" occurs only in VIDB's line, which max_videos=1 drops.
   assert "'s" in every_line.word_vocab and "'s" not in used.word_vocab
   assert list(used.word_vocab)[2:] == [w for w, _ in word_counts.most_common() if w in GLOVE_WORDS]
@@ -227,7 +233,7 @@ def test_vocab_scope_used_counts_only_the_kept_videos(data):
   assert used.num_chars < every_line.num_chars
   # Ids follow the vocabulary they were encoded with; the GloVe rows follow the ids.
   for sample in used.train:
-    assert sample.word_ids.tolist() == [used.word_vocab.get(w, cs.UNK_ID) for w in sample.words]
+    assert sample.word_ids.tolist() == [used.word_vocab.get(w, text.UNK_ID) for w in sample.words]
   np.testing.assert_array_equal(used.word_vectors[used.word_vocab["book"]], _glove_vector(GLOVE_WORDS.index("book")))
   assert _load(data, vocab_scope="used").word_vocab == _load(data).word_vocab  # without max_videos: the same
   with pytest.raises(cs.CharadesDataError, match=r"vocab_scope: expected one of \('files', 'used'\), got 'all'"):
@@ -243,7 +249,7 @@ def test_synthetic_marker_is_exposed(tmp_path):
 
 def test_missing_feature_file_names_video_and_annotation(data):
   (data[2] / "VIDB.npy").unlink()
-  with pytest.raises(cs.CharadesFileNotFoundError, match=r"VIDB.npy: feature file of video VIDB not found.*"
+  with pytest.raises(clip_features.FeatureFileNotFoundError, match=r"VIDB.npy: feature file of video VIDB not found.*"
                                                           r"needed by .*charades_sta_train.txt:3"):
     _load(data)
 
@@ -258,7 +264,7 @@ def test_missing_feature_file_names_video_and_annotation(data):
 )
 def test_bad_feature_files_are_rejected_at_load(data, array, message):
   np.save(data[2] / "VIDB.npy", array)
-  with pytest.raises(cs.CharadesDataError, match=message):
+  with pytest.raises(clip_features.FeatureDataError, match=message):
     _load(data)
 
 
@@ -267,7 +273,7 @@ def test_nan_features_are_rejected_when_read(data):
   bad[4, 2] = np.nan
   np.save(data[2] / "VIDB.npy", bad)
   dataset = _load(data)  # only headers are read up front
-  with pytest.raises(cs.CharadesDataError, match=r"VIDB.npy: video VIDB: expected finite features.*first at row 4"):
+  with pytest.raises(clip_features.FeatureDataError, match=r"VIDB.npy: video VIDB: expected finite features.*first at row 4"):
     list(dataset.batches("train", 4, shuffle=False))
 
 
@@ -318,9 +324,9 @@ def test_batch_contract_shapes_padding_and_labels(data):
 
 def test_char_axis_is_at_least_four_and_video_bucket_follows_length(data):
   dataset = _load(data)
-  (batch,) = list(cs.iterate_batches(dataset.test[2:], 2, shuffle=False))  # "a man ran ." on VIDT (20 clips)
+  (batch,) = list(input_pipeline.iterate_lm_batches(dataset.test[2:], 2, shuffle=False))  # "a man ran ." on VIDT (20 clips)
   assert batch["char_ids"].shape == (2, 8, 4) and batch["video"].shape == (2, 32, FEATURE_DIM)
-  (batch,) = list(cs.iterate_batches(dataset.test[2:], 1, shuffle=False, video_buckets=(16, 24)))
+  (batch,) = list(input_pipeline.iterate_lm_batches(dataset.test[2:], 1, shuffle=False, video_buckets=(16, 24)))
   assert batch["video"].shape == (1, 24, FEATURE_DIM)
 
 
@@ -330,7 +336,7 @@ def test_shuffled_epochs_cover_every_sample_once_and_are_reproducible(data):
 
   def epoch(seed, **kwargs):
     return [b["sample_id"][b["example_mask"] > 0].tolist()
-            for b in cs.iterate_batches(samples, 2, shuffle=True, rng=np.random.default_rng(seed), **kwargs)]
+            for b in input_pipeline.iterate_lm_batches(samples, 2, shuffle=True, rng=np.random.default_rng(seed), **kwargs)]
 
   order = sum(epoch(0), [])
   assert sorted(order) == list(range(7)) and order != list(range(7))
@@ -341,10 +347,10 @@ def test_shuffled_epochs_cover_every_sample_once_and_are_reproducible(data):
 
 def test_batching_errors(data):
   dataset = _load(data)
-  with pytest.raises(cs.CharadesDataError, match="shuffle=True needs an rng"):
-    next(cs.iterate_batches(dataset.train, 2, shuffle=True))
-  with pytest.raises(cs.CharadesDataError, match="batch_size"):
-    next(cs.iterate_batches(dataset.train, 0, shuffle=False))
+  with pytest.raises(input_pipeline.BatchError, match="shuffle=True needs an rng"):
+    next(input_pipeline.iterate_lm_batches(dataset.train, 2, shuffle=True))
+  with pytest.raises(input_pipeline.BatchError, match="batch_size"):
+    next(input_pipeline.iterate_lm_batches(dataset.train, 0, shuffle=False))
   with pytest.raises(cs.CharadesDataError, match="split"):
     dataset.split("val")
 
@@ -359,14 +365,14 @@ def test_real_annotations_and_vocabularies():
   assert (len(train), len(test)) == (12408, 3720)  # reference_spec.md §3.1
   assert {a.vid for a in train}.isdisjoint({a.vid for a in test})
   assert all(0 <= a.start < a.end <= a.duration for a in train + test)
-  word_counts, char_counts = cs.count_tokens([a.words for a in train + test])
-  glove, word_dim = cs.load_glove(SHARED_DATA / "glove" / "glove.6B.50d.charades_tvsum_vocab.txt", set(word_counts))
-  word_vocab, word_vectors = cs.build_word_vocab(word_counts, glove, word_dim)
+  word_counts, char_counts = text.count_tokens([a.words for a in train + test])
+  glove, word_dim = text.load_glove(SHARED_DATA / "glove" / "glove.6B.50d.charades_tvsum_vocab.txt", set(word_counts))
+  word_vocab, word_vectors = text.build_word_vocab(word_counts, glove, word_dim)
   assert word_dim == 50 and word_vectors.shape == (1231, 50)
   # "." is the most frequent token (16,128) but this GloVe subset has no punctuation, so it maps to UNK.
   assert word_counts.most_common(1) == [(".", 16128)] and "." not in word_vocab
   assert list(word_vocab)[2:6] == ["person", "a", "the", "on"]
-  assert len(cs.build_char_vocab(char_counts)) == 36
+  assert len(text.build_char_vocab(char_counts)) == 36
   assert max(len(a.words) for a in train + test) == 13  # every query fits the 16-token bucket
 
 
@@ -377,8 +383,8 @@ def test_lookup_and_moment_ious_score_batch_rows_against_float64_ground_truth(da
   samples = dataset.lookup(batch["sample_id"][real])
   assert [s.sample_id for s in samples] == [4, 5, 6]
   # Predicting the labels back gives the best IoU the clip grid allows: VIDT (20 clips over 20 s) is exact.
-  ious = cs.moment_ious(samples, batch["start_index"][real], batch["end_index"][real])
+  ious = span.moment_ious(samples, batch["start_index"][real], batch["end_index"][real])
   np.testing.assert_allclose(ious, 1.0)
-  assert cs.moment_ious(samples[:1], [0], [19])[0] == pytest.approx(3 / 20)  # [0, 20] s vs [1, 4] s
+  assert span.moment_ious(samples[:1], [0], [19])[0] == pytest.approx(3 / 20)  # [0, 20] s vs [1, 4] s
   with pytest.raises(cs.CharadesDataError, match="no sample has id 99"):
     dataset.lookup([99])

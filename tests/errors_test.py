@@ -12,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from iptnet_jax import errors, main, porting
-from iptnet_jax.datasets import eccv16, synthetic_vsumm
+from iptnet_jax import errors, main, torch_checkpoint
+from iptnet_jax.lm import porting as lm_porting
+from iptnet_jax.sm import porting as sm_porting
+from iptnet_jax.datasets import eccv16
+from iptnet_jax.datasets.builders import synthetic_vsumm
 from iptnet_jax.errors import InputError, MissingDependencyError
 from iptnet_jax.sm import inference
 
@@ -49,8 +52,8 @@ def test_every_exception_class_of_the_package_is_an_input_error_or_listed():
         stray.append(qualified)
   assert not stray, f"exception classes outside iptnet_jax.errors.InputError: {stray}"
   assert set(NOT_INPUT_ERRORS) <= found  # the exemptions still exist
-  assert {"iptnet_jax.config_defaults.ConfigError", "iptnet_jax.porting.CheckpointNotFoundError",
-          "iptnet_jax.datasets.synthetic_vsumm.SyntheticSpecError"} <= found
+  assert {"iptnet_jax.config_defaults.ConfigError", "iptnet_jax.torch_checkpoint.CheckpointNotFoundError",
+          "iptnet_jax.datasets.builders.synthetic_vsumm.SyntheticSpecError"} <= found
 
 
 def test_synthetic_spec_names_the_config_field():
@@ -62,10 +65,10 @@ def test_synthetic_spec_names_the_config_field():
 
 
 def test_a_missing_upstream_checkpoint_is_an_input_error_and_still_a_file_not_found(tmp_path):
-  for call in (lambda: porting.split_checkpoint_path(tmp_path / "none.pth", "tvsum.yml", 0),
-               lambda: porting.vslnet_checkpoint_path(tmp_path / "none"),
-               lambda: porting.vslnet_checkpoint_path(tmp_path)):
-    with pytest.raises(porting.CheckpointNotFoundError, match="init_from=") as caught:
+  for call in (lambda: sm_porting.split_checkpoint_path(tmp_path / "none.pth", "tvsum.yml", 0),
+               lambda: lm_porting.vslnet_checkpoint_path(tmp_path / "none"),
+               lambda: lm_porting.vslnet_checkpoint_path(tmp_path)):
+    with pytest.raises(torch_checkpoint.CheckpointNotFoundError, match="init_from=") as caught:
       call()
     assert isinstance(caught.value, InputError) and isinstance(caught.value, FileNotFoundError)
 
@@ -73,7 +76,7 @@ def test_a_missing_upstream_checkpoint_is_an_input_error_and_still_a_file_not_fo
 def test_reading_a_torch_checkpoint_without_torch_names_the_extra(monkeypatch, tmp_path):
   monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError
   with pytest.raises(MissingDependencyError, match=r"needs torch.*\.\[parity\]") as caught:
-    porting.load_torch_checkpoint(tmp_path / "x.pth")
+    torch_checkpoint.load_torch_checkpoint(tmp_path / "x.pth")
   assert isinstance(caught.value, ImportError) and isinstance(caught.value, InputError)
 
 

@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from iptnet_jax.iptnet import batches, step as step_lib
+from iptnet_jax.datasets import anchor_free_labels, input_pipeline
+from iptnet_jax.iptnet import step as step_lib
 from iptnet_jax.iptnet import teaching
 from iptnet_jax.lm.model import VSLNet, init_variables
-from iptnet_jax.sm import anchor_free
 from iptnet_jax.sm.model import DSNetAF
 
 FEATURE_DIM = 12
@@ -33,20 +33,20 @@ def init_state(sm, lm, tx, seed=0):
   return state, lm_vars["constants"]
 
 
-def sm_batch(rng, batch_size=4, length=batches.STANDIN_LENGTH):
+def sm_batch(rng, batch_size=4, length=input_pipeline.STANDIN_LENGTH):
   lengths = rng.integers(length - 3, length + 1, size=batch_size)
   mask = (np.arange(length)[None] < lengths[:, None]).astype(np.float32)
   first = rng.integers(0, 3, size=batch_size)  # one keyshot run of 2-3 steps per video
   steps = np.arange(length)[None]
   target = ((steps >= first[:, None]) & (steps < first[:, None] + 3) & (mask > 0)).astype(np.float32)
-  offsets = np.stack([anchor_free.offset_labels(t) for t in target])
+  offsets = np.stack([anchor_free_labels.offset_labels(t) for t in target])
   return {"features": (rng.normal(size=(batch_size, length, FEATURE_DIM)) * mask[..., None]).astype(np.float32),
           "mask": mask, "target": target, "offsets": offsets,
-          "centerness": np.stack([anchor_free.centerness_labels(t, o) for t, o in zip(target, offsets)]),
+          "centerness": np.stack([anchor_free_labels.centerness_labels(t, o) for t, o in zip(target, offsets)]),
           "example_mask": np.ones(batch_size, np.float32)}
 
 
-def lm_batch(rng, batch_size=4, length=batches.STANDIN_LENGTH, query_len=batches.STANDIN_LENGTH):
+def lm_batch(rng, batch_size=4, length=input_pipeline.STANDIN_LENGTH, query_len=input_pipeline.STANDIN_LENGTH):
   lengths = rng.integers(length - 3, length + 1, size=batch_size)
   video_mask = (np.arange(length)[None] < lengths[:, None]).astype(np.float32)
   start = rng.integers(0, 3, size=batch_size)
@@ -61,8 +61,8 @@ def lm_batch(rng, batch_size=4, length=batches.STANDIN_LENGTH, query_len=batches
 
 def joint(source, rng, batch_size=4):
   if source in (step_lib.SM_ONLY, step_lib.SM_DATA):
-    return batches.joint_batch(source, sm=sm_batch(rng, batch_size), feature_dim=FEATURE_DIM)
-  return batches.joint_batch(source, lm=lm_batch(rng, batch_size), feature_dim=FEATURE_DIM)
+    return input_pipeline.joint_batch(source, sm=sm_batch(rng, batch_size), feature_dim=FEATURE_DIM)
+  return input_pipeline.joint_batch(source, lm=lm_batch(rng, batch_size), feature_dim=FEATURE_DIM)
 
 
 ALL_SOURCES = (step_lib.SM_ONLY, step_lib.LM_DATA, step_lib.SM_DATA, step_lib.LM_ONLY, step_lib.SM_DATA)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import iptnet_fixtures as fx
-from iptnet_jax.iptnet import batches
+from iptnet_jax.datasets import input_pipeline
 from iptnet_jax.iptnet import step as step_lib
 from iptnet_jax.iptnet import train as iptnet_train
 from iptnet_jax.lm import train as lm_train
@@ -57,8 +57,8 @@ def test_lm_only_phase_steps_are_the_lm_trainers_adam_steps():
   for i in range(STEPS):
     lm_batch = fx.lm_batch(np.random.default_rng(i))
     joint_state, joint_metrics = joint_step(
-        joint_state, constants, batches.joint_batch(step_lib.LM_ONLY, lm=lm_batch, feature_dim=fx.FEATURE_DIM))
-    lm_state, lm_metrics = lm_step(lm_state, constants, lm_train.device_fields(lm_batch))
+        joint_state, constants, input_pipeline.joint_batch(step_lib.LM_ONLY, lm=lm_batch, feature_dim=fx.FEATURE_DIM))
+    lm_state, lm_metrics = lm_step(lm_state, constants, input_pipeline.lm_device_fields(lm_batch))
     np.testing.assert_allclose(float(joint_metrics["lm_supervised"]), float(lm_metrics["loss"]), rtol=1e-5)
   # Compared as displacements from the start, so that a small difference in the updates is not hidden by the
   # size of the parameters.

@@ -4,16 +4,16 @@ import numpy as np
 import pytest
 
 import youtube_highlights_test as yht
+from iptnet_jax.datasets import moment_labels
 from iptnet_jax.datasets import youtube_highlights as yh
 from iptnet_jax.lm import highlight_map
-from iptnet_jax.lm import labels as lm_labels
 from iptnet_jax.vsumm import highlight
 
 
 @pytest.mark.parametrize("num_clips,max_len", [(5, 8), (8, 8), (9, 8), (37, 8), (300, 128), (476, 128)])
 def test_each_clip_takes_the_unit_its_features_were_pooled_into(num_clips, max_len):
   # One-hot clip features: the pooled row of unit i is non-zero exactly at the clips averaged into it.
-  pooled = lm_labels.visual_feature_sampling(np.eye(num_clips, dtype=np.float64), max_len)
+  pooled = moment_labels.visual_feature_sampling(np.eye(num_clips, dtype=np.float64), max_len)
   units = highlight_map.clip_scores_from_units(np.arange(pooled.shape[0], dtype=np.float64), num_clips, max_len)
   assert units.shape == (num_clips,)
   for clip, unit in enumerate(units.astype(int)):

@@ -149,7 +149,7 @@ class InitFromTest(absltest.TestCase):
       import torch
     except ImportError:
       self.skipTest("reading a PyTorch checkpoint needs torch")
-    from iptnet_jax import porting
+    from iptnet_jax.lm import porting
     from iptnet_jax.datasets import charades_sta
     from iptnet_jax.lm.model import init_variables
     config = _charades_config("smoke")

@@ -1,6 +1,7 @@
 """The package boundary: nothing under iptnet_jax/ reads tests/, every module imports without torch (an
-ImportError with the install hint where torch is needed, never an exit), no import cycles, and a non-editable
-install runs the demo and the parity report from another folder."""
+ImportError with the install hint where torch is needed, never an exit), no import cycles, no upward import from
+the data layer (datasets/) or the metrics (vsumm/), and a non-editable install runs the demo and the parity report
+from another folder."""
 
 from __future__ import annotations
 
@@ -114,29 +115,33 @@ def test_every_module_imports_without_torch_and_none_exits():
 # ------------------------------------------------------------------------------------------------------------
 # Import cycles
 
+def _import_targets(node: ast.Import | ast.ImportFrom, module: str, is_package: bool, known: set[str]) -> set[str]:
+  """The package modules one import statement of `module` names."""
+  if isinstance(node, ast.Import):
+    return {alias.name for alias in node.names if alias.name in known}
+  base = node.module or ""
+  if node.level:
+    anchor = module.split(".") if is_package else module.split(".")[:-1]
+    anchor = anchor[:len(anchor) - node.level + 1]
+    base = ".".join(anchor + ([base] if base else []))
+  targets = set()
+  for name in (alias.name for alias in node.names):
+    if f"{base}.{name}" in known:
+      targets.add(f"{base}.{name}")  # a submodule
+    elif base in known:
+      targets.add(base)  # a name defined by the package or module
+  return targets
+
+
 def _module_level_imports(tree: ast.Module, module: str, is_package: bool, known: set[str]) -> set[str]:
   """Package modules that `module` imports when it is imported (statements outside functions and classes,
   `if TYPE_CHECKING:` blocks left out)."""
   targets: set[str] = set()
 
-  def resolve(base: str, names: list[str]) -> None:
-    for name in names:
-      if f"{base}.{name}" in known:
-        targets.add(f"{base}.{name}")  # a submodule
-      elif base in known:
-        targets.add(base)  # a name defined by the package or module
-
   def visit(statements) -> None:
     for node in statements:
-      if isinstance(node, ast.Import):
-        targets.update(alias.name for alias in node.names if alias.name in known)
-      elif isinstance(node, ast.ImportFrom):
-        base = node.module or ""
-        if node.level:
-          anchor = module.split(".") if is_package else module.split(".")[:-1]
-          anchor = anchor[:len(anchor) - node.level + 1]
-          base = ".".join(anchor + ([base] if base else []))
-        resolve(base, [alias.name for alias in node.names])
+      if isinstance(node, (ast.Import, ast.ImportFrom)):
+        targets.update(_import_targets(node, module, is_package, known))
       elif isinstance(node, ast.If):
         if not (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"):
           visit(node.body)
@@ -155,11 +160,18 @@ def _module_level_imports(tree: ast.Module, module: str, is_package: bool, known
   return targets
 
 
-def _import_graph() -> dict[str, set[str]]:
+def _all_imports(tree: ast.Module, module: str, is_package: bool, known: set[str]) -> set[str]:
+  """Package modules that `module` imports anywhere, inside functions too (what it depends on at all)."""
+  targets = set().union(*(_import_targets(node, module, is_package, known) for node in ast.walk(tree)
+                          if isinstance(node, (ast.Import, ast.ImportFrom))))
+  targets.discard(module)
+  return targets
+
+
+def _import_graph(imports=_module_level_imports) -> dict[str, set[str]]:
   files = _module_files()
   known = set(files)
-  return {name: _module_level_imports(ast.parse(path.read_text(), str(path)), name, path.name == "__init__.py",
-                                      known)
+  return {name: imports(ast.parse(path.read_text(), str(path)), name, path.name == "__init__.py", known)
           for name, path in files.items()}
 
 
@@ -208,6 +220,67 @@ def test_no_import_cycles_among_package_modules():
   graph = _import_graph()
   assert graph["iptnet_jax.parity"] >= {"iptnet_jax.parity.common", "iptnet_jax.parity.sm"}  # the graph is read
   assert _cycles(graph) == []
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Layers: the data layer (files, labels, batches) and the metrics know no model, trainer or task
+
+# layer -> the packages and modules its modules may import, anywhere in them (lazy imports in functions too)
+ALLOWED_IMPORTS = {
+    "iptnet_jax.datasets": ("iptnet_jax.datasets", "iptnet_jax.errors", "iptnet_jax.fileio", "iptnet_jax.vsumm"),
+    "iptnet_jax.vsumm": ("iptnet_jax.vsumm", "iptnet_jax.errors"),
+}
+# part of a layer -> what the rest of the layer must not import: readers never need the offline builders
+INNER_LAYERS = {"iptnet_jax.datasets.builders": "iptnet_jax.datasets"}
+
+
+def _within(name: str, prefix: str) -> bool:
+  return name == prefix or name.startswith(prefix + ".")
+
+
+def _upward_imports(graph: dict[str, set[str]], allowed: dict[str, tuple[str, ...]],
+                    inner: dict[str, str] = INNER_LAYERS) -> list[str]:
+  """'module -> target' for every import of a layer's module outside what its layer may import, and of a module
+  of `inner`'s outer layer into that inner part."""
+  bad = {f"{module} -> {target}" for layer, permitted in allowed.items() for module in graph
+         if _within(module, layer) for target in graph[module] if not any(_within(target, p) for p in permitted)}
+  bad |= {f"{module} -> {target}" for part, outer in inner.items() for module in graph
+          if _within(module, outer) and not _within(module, part) for target in graph[module] if _within(target, part)}
+  return sorted(bad)
+
+
+def test_the_layer_check_sees_upward_imports():
+  tree = ast.parse("import numpy\nfrom iptnet_jax.datasets import eccv16\n"
+                   "def f():\n  from iptnet_jax.lm import span\n")
+  known = {"iptnet_jax", "iptnet_jax.datasets", "iptnet_jax.datasets.eccv16", "iptnet_jax.lm", "iptnet_jax.lm.span"}
+  imports = _all_imports(tree, "iptnet_jax.datasets.x", False, known)
+  assert imports == {"iptnet_jax.datasets.eccv16", "iptnet_jax.lm.span"}  # the function's import counts
+  assert _upward_imports({"iptnet_jax.datasets.x": imports}, ALLOWED_IMPORTS) == [
+      "iptnet_jax.datasets.x -> iptnet_jax.lm.span"]
+  assert _upward_imports({"iptnet_jax.lm.y": imports}, ALLOWED_IMPORTS) == []  # lm/ may read the data layer
+  builder, reader = "iptnet_jax.datasets.builders.b", "iptnet_jax.datasets.r"
+  assert _upward_imports({builder: {reader}, reader: {builder}}, ALLOWED_IMPORTS) == [f"{reader} -> {builder}"]
+
+
+def test_no_upward_imports_from_the_data_layer_or_the_metrics():
+  """Nor from the readers into the builders: `python -m iptnet_jax.datasets.tvsum_i3d` and the other documented
+  commands forward by runpy, not by import."""
+  graph = _import_graph(_all_imports)
+  assert "iptnet_jax.datasets.eccv16" in graph["iptnet_jax.datasets.summarization"]  # the graph is read
+  assert _upward_imports(graph, ALLOWED_IMPORTS) == []
+
+
+# The documented builder commands at their old module paths, forwarded to datasets/builders/
+FORWARDED_COMMANDS = {"iptnet_jax.datasets.tvsum_i3d": ("--help", "--domain-splits"),
+                      "iptnet_jax.datasets.synthetic_charades": ("--help", "--max-videos"),
+                      "iptnet_jax.datasets.synthetic_vsumm": ("--helpfull", "--num_videos")}
+
+
+@pytest.mark.parametrize("module", FORWARDED_COMMANDS)
+def test_documented_builder_commands_reach_the_builders(module):
+  flag, option = FORWARDED_COMMANDS[module]
+  done = subprocess.run([sys.executable, "-m", module, flag], cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert option in done.stdout + done.stderr, (module, done.stdout[-2000:], done.stderr[-2000:])
 
 
 # ------------------------------------------------------------------------------------------------------------

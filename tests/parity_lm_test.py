@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from iptnet_jax import parity, porting
+from iptnet_jax import parity
+from iptnet_jax.lm import porting
 from iptnet_jax.lm.model import VSLNet
 
 SMALL = dict(num_words=12, num_chars=9, word_dim=6, dim=8, num_heads=2, max_pos_len=16, char_dim=4,

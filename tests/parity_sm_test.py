@@ -13,7 +13,8 @@ import numpy as np
 import optax
 import pytest
 
-from iptnet_jax import parity, porting
+from iptnet_jax import parity, torch_checkpoint
+from iptnet_jax.sm import porting
 from iptnet_jax.sm import model as sm_model
 
 
@@ -97,14 +98,14 @@ def test_split_checkpoint_path_follows_upstream_layout(tmp_path):
 
 
 def test_importing_porting_does_not_import_torch():
-  code = "import sys, iptnet_jax.porting; assert 'torch' not in sys.modules"
+  code = "import sys, iptnet_jax.sm.porting, iptnet_jax.lm.porting; assert 'torch' not in sys.modules"
   subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_loading_a_checkpoint_without_torch_says_how_to_install_it(monkeypatch, tmp_path):
   monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` raise ImportError
   with pytest.raises(ImportError, match=r"torch==2\.13\.0"):
-    porting.load_torch_checkpoint(tmp_path / "model.pth")
+    torch_checkpoint.load_torch_checkpoint(tmp_path / "model.pth")
 
 
 # ---------------------------------------------------------------------------------------------------

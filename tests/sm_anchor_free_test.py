@@ -3,6 +3,7 @@
 import jax.numpy as jnp
 import numpy as np
 
+from iptnet_jax.datasets import anchor_free_labels
 from iptnet_jax.sm import anchor_free
 
 GOLDEN_TARGET = np.array([0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0])
@@ -10,23 +11,23 @@ GOLDEN_TARGET = np.array([0, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0])
 
 def test_centerness_golden_case():
   # reference_spec.md §2.5 (DSNet tests/anchor_free/test_anchor_free_helper.py).
-  offsets = anchor_free.offset_labels(GOLDEN_TARGET)
-  ctr = anchor_free.centerness_labels(GOLDEN_TARGET, offsets)
+  offsets = anchor_free_labels.offset_labels(GOLDEN_TARGET)
+  ctr = anchor_free_labels.centerness_labels(GOLDEN_TARGET, offsets)
   np.testing.assert_allclose(ctr, [0, 0, 0, 0, .5, .5, 0, 0, 0, 0, 1, 0, 0], atol=1e-7)
 
 
 def test_offsets_use_inclusive_end():
-  offsets = anchor_free.offset_labels(GOLDEN_TARGET)
+  offsets = anchor_free_labels.offset_labels(GOLDEN_TARGET)
   np.testing.assert_array_equal(offsets[3:7], [[0, 3], [1, 2], [2, 1], [3, 0]])
   np.testing.assert_array_equal(offsets[9:12], [[0, 2], [1, 1], [2, 0]])
   assert not offsets[GOLDEN_TARGET == 0].any()
-  np.testing.assert_array_equal(anchor_free.target_runs(GOLDEN_TARGET), [[3, 7], [9, 12]])
+  np.testing.assert_array_equal(anchor_free_labels.target_runs(GOLDEN_TARGET), [[3, 7], [9, 12]])
 
 
 def test_single_step_run_and_run_at_the_end():
   target = np.array([1, 0, 1, 1])
-  np.testing.assert_array_equal(anchor_free.offset_labels(target), [[0, 0], [0, 0], [0, 1], [1, 0]])
-  assert not anchor_free.centerness_labels(target, anchor_free.offset_labels(target)).any()
+  np.testing.assert_array_equal(anchor_free_labels.offset_labels(target), [[0, 0], [0, 0], [0, 1], [1, 0]])
+  assert not anchor_free_labels.centerness_labels(target, anchor_free_labels.offset_labels(target)).any()
 
 
 def _focal_reference(p, y):
@@ -68,8 +69,8 @@ def test_batch_loss_is_mean_of_per_video_losses_and_ignores_padding():
   def video(n):
     target = (rng.uniform(size=n) > 0.6).astype(np.float32)
     target[n // 2] = 1
-    offsets = anchor_free.offset_labels(target)
-    return {"target": target, "offsets": offsets, "centerness": anchor_free.centerness_labels(target, offsets),
+    offsets = anchor_free_labels.offset_labels(target)
+    return {"target": target, "offsets": offsets, "centerness": anchor_free_labels.centerness_labels(target, offsets),
             "cls_logits": rng.normal(size=n), "log_offsets": rng.normal(size=(n, 2)), "ctr_logits": rng.normal(size=n)}
 
   videos = [video(6), video(9)]

@@ -51,12 +51,13 @@ def test_smoke_run_trains_logs_and_keeps_the_best_checkpoint(tmp_path):
 
 
 def test_training_step_reduces_the_loss_on_a_fixed_batch(tmp_path):
-  from iptnet_jax.datasets import eccv16, summarization, synthetic_vsumm
+  from iptnet_jax.datasets import eccv16, input_pipeline, summarization
+  from iptnet_jax.datasets.builders import synthetic_vsumm
   spec = synthetic_vsumm.SyntheticSpec(num_videos=5, feature_dim=16, min_steps=40, max_steps=48, num_users=3)
   h5_path, _ = synthetic_vsumm.write_synthetic_dataset(tmp_path, spec)
   loaded = eccv16.read_videos(h5_path, [f"video_{i}" for i in range(1, 6)], require_user_summary=True)
   examples = summarization.training_examples(loaded.values())
-  batch = summarization.device_fields(summarization.make_batch(examples[:4], 4, (48,), with_labels=True))
+  batch = input_pipeline.sm_device_fields(input_pipeline.sm_batch(examples[:4], 4, (48,), with_labels=True))
   config = config_defaults.sm_config()
   config.model.attention_dim, config.model.num_hidden, config.model.dropout_rate = 16, 16, 0.0
   model = sm_train.make_model(config)
@@ -103,7 +104,7 @@ def test_bad_config_values_name_the_field(tmp_path, override, field):
 
 def test_init_from_an_upstream_checkpoint_evaluates_it_unchanged(tmp_path):
   torch = pytest.importorskip("torch")
-  from iptnet_jax import porting
+  from iptnet_jax.sm import porting
   config = load_config("demo", "smoke")
   config.data.synthetic.num_splits = 1
   config.train.epochs = 0  # evaluate only

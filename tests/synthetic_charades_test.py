@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from iptnet_jax.datasets import charades_sta as cs
-from iptnet_jax.datasets import synthetic_charades as sc
+from iptnet_jax.datasets import clip_features
+from iptnet_jax.datasets import text
+from iptnet_jax.datasets.builders import synthetic_charades as sc
 from iptnet_jax.lm import span
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +48,7 @@ def test_writes_one_feature_file_per_video_with_the_marker(annotation_dir, tmp_p
     assert features.dtype == np.float32 and np.isfinite(features).all()
     assert features.shape == (max(8, round(duration)), 64)  # ~1 feature per second, at least 8
     assert 0.5 < np.sqrt(np.mean(features ** 2)) < 3  # O(1) entries, like real I3D features
-  on_disk = json.loads((out / cs.SYNTHETIC_MARKER).read_text())
+  on_disk = json.loads((out / clip_features.SYNTHETIC_MARKER).read_text())
   assert on_disk == json.loads(json.dumps(marker))
   assert on_disk["synthetic"] and on_disk["complete"] and on_disk["seed"] == 3 and on_disk["num_videos"] == 4
   assert on_disk["parameters"]["dim"] == 64 and on_disk["recipe_version"] == sc.RECIPE_VERSION
@@ -69,8 +71,8 @@ def test_query_concept_marks_its_own_moment(annotation_dir, tmp_path):
   sc.generate(annotation_dir, out, SPEC)
   bank = sc.ConceptBank.for_annotations(annotation_dir, SPEC)
   video = np.load(out / "VIDA.npy")  # 30 frames of 1 s: moment 1 on frames 2..7, moment 2 on 15..24
-  door = video @ bank.sentence(cs.tokenize(TRAIN[0]))
-  chair = video @ bank.sentence(cs.tokenize(TRAIN[2]))
+  door = video @ bank.sentence(text.tokenize(TRAIN[0]))
+  chair = video @ bank.sentence(text.tokenize(TRAIN[2]))
   # Each query's own moment responds more than the other moment of the same video and than any background.
   assert door[2:8].min() > door[15:25].max() and chair[15:25].min() > chair[2:8].max()
   background = np.r_[0:2, 8:15, 25:30]
@@ -139,13 +141,13 @@ def test_refuses_unmarked_or_differently_made_folders(annotation_dir, tmp_path):
 
 def test_marker_is_written_before_any_feature_file(annotation_dir, tmp_path, monkeypatch):
   def fail(*args, **kwargs):
-    assert (tmp_path / "features" / cs.SYNTHETIC_MARKER).is_file()
+    assert (tmp_path / "features" / clip_features.SYNTHETIC_MARKER).is_file()
     raise KeyboardInterrupt
 
   monkeypatch.setattr(sc, "synthesize_video", fail)
   with pytest.raises(KeyboardInterrupt):
     sc.generate(annotation_dir, tmp_path / "features", SPEC)
-  assert json.loads((tmp_path / "features" / cs.SYNTHETIC_MARKER).read_text())["complete"] is False
+  assert json.loads((tmp_path / "features" / clip_features.SYNTHETIC_MARKER).read_text())["complete"] is False
 
 
 def test_cli(annotation_dir, tmp_path, capsys):
@@ -161,7 +163,7 @@ def test_cli(annotation_dir, tmp_path, capsys):
                     reason=f"real Charades-STA annotations not found under {SHARED_DATA} (set IPTNET_SHARED_DATA)")
 def test_real_annotations_smoke(tmp_path):
   assert sc.main(["--shared", str(SHARED_DATA), "--out", str(tmp_path), "--dim", "32", "--max-videos", "3"]) == 0
-  marker = json.loads((tmp_path / cs.SYNTHETIC_MARKER).read_text())
+  marker = json.loads((tmp_path / clip_features.SYNTHETIC_MARKER).read_text())
   assert marker["complete"] and marker["num_videos"] == 6  # 3 train + 3 test videos
   durations = cs.load_durations(SHARED_DATA / "charades_sta" / "charades.json")
   for path in tmp_path.glob("*.npy"):

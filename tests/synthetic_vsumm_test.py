@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import yaml
 
-from iptnet_jax.datasets import eccv16, splits, summarization, synthetic_vsumm
+from iptnet_jax.datasets import eccv16, splits, summarization
+from iptnet_jax.datasets.builders import synthetic_vsumm
 
 SPEC = synthetic_vsumm.SyntheticSpec(num_videos=8, feature_dim=16, min_steps=40, max_steps=70, num_users=4,
                                      num_splits=3)

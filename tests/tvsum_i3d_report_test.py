@@ -12,7 +12,8 @@ import yaml
 
 from experiments import tvsum_i3d_report as report
 from iptnet_jax import config_defaults
-from iptnet_jax.datasets import eccv16, tvsum_i3d
+from iptnet_jax.datasets import eccv16
+from iptnet_jax.datasets.builders import tvsum_i3d
 from iptnet_jax.sm import inference
 from tvsum_i3d_test import _fake_video, _write_shared
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import yaml
 
-from iptnet_jax.datasets import eccv16, splits, tvsum_i3d
+from iptnet_jax.datasets import eccv16, splits
+from iptnet_jax.datasets.builders import tvsum_i3d
 from iptnet_jax.errors import InputError
 
 N_USERS = 20

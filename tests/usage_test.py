@@ -12,7 +12,7 @@ import pytest
 
 from configs import quickstart
 from iptnet_jax import export, localize, plots, run_dir, run_models, summarize
-from iptnet_jax.datasets import charades_sta, eccv16
+from iptnet_jax.datasets import charades_sta, eccv16, text
 from iptnet_jax.vsumm import evaluate as vsumm_eval
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,10 +51,10 @@ def _write_annotations(root: Path) -> None:
 
 def _vocabulary(root: Path):
   annotations = charades_sta.load_split_annotations(root / "charades")
-  words, chars = charades_sta.count_tokens([a.words for s in charades_sta.SPLITS for a in annotations[s]])
-  glove, dim = charades_sta.load_glove(root / "glove.txt", keep=set(words))
-  word_vocab, vectors = charades_sta.build_word_vocab(words, glove, dim)
-  return word_vocab, charades_sta.build_char_vocab(chars), vectors
+  words, chars = text.count_tokens([a.words for s in charades_sta.SPLITS for a in annotations[s]])
+  glove, dim = text.load_glove(root / "glove.txt", keep=set(words))
+  word_vocab, vectors = text.build_word_vocab(words, glove, dim)
+  return word_vocab, text.build_char_vocab(chars), vectors
 
 
 def make_workdir(root: Path, task: str = "iptnet", splits=(0,)) -> Path:
@@ -151,7 +151,7 @@ def test_summarize_npy_picks_the_keyshots_the_evaluation_would(runs, tmp_path):
 
 
 def test_summarize_h5_keeps_its_shots_scores_users_and_draws_one_row_per_map(runs, tmp_path):
-  from iptnet_jax.datasets import synthetic_vsumm
+  from iptnet_jax.datasets.builders import synthetic_vsumm
 
   h5_path, _ = synthetic_vsumm.write_synthetic_dataset(tmp_path / "syn", synthetic_vsumm.SyntheticSpec(
       num_videos=5, feature_dim=DIM, min_steps=30, max_steps=40, num_users=3, num_splits=1))

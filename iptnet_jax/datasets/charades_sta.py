@@ -1,4 +1,4 @@
-"""Charades-STA for the LM (VSLNet moment localizer): annotations, vocabularies, features and batches.
+"""Charades-STA for the LM (VSLNet moment localizer): annotations -> moment samples with vocabularies and labels.
 
 Layout read (reference_spec.md §3.1; VSLNet `util/data_gen.py`):
 
@@ -10,23 +10,20 @@ Layout read (reference_spec.md §3.1; VSLNet `util/data_gen.py`):
 
 Processing, as VSLNet does it:
 * start is clipped to >= 0 and end to <= the video's duration; a moment that is empty after clipping is an
-  error. Sentences are lower-cased and tokenised by `tokenize`, a regex approximation of
-  `nltk.word_tokenize` (see its docstring for what it does and does not reproduce).
-* Word vocabulary: 0 = PAD, 1 = UNK, then every token present in GloVe, most frequent first (ties keep first
-  occurrence), counted over the splits in `vocab_splits`. VSLNet counts over **train and test** (its
+  error. Sentences are lower-cased and tokenised by `text.tokenize` (`nltk.word_tokenize`'s rules).
+* Vocabularies and word vectors (`datasets.text`): words 0 = PAD, 1 = UNK, then every token present in GloVe,
+  most frequent first, counted over the splits in `vocab_splits`. VSLNet counts over **train and test** (its
   `vocab_emb_gen(data_list=[train, test])`), which is the default here; pass `vocab_splits=("train",)` to
   count the training set only. With `max_videos`, `vocab_scope` says whether the whole files ("files", the
   default) or only the kept videos' lines ("used", as VSLNet counts the files it is given) are counted.
   `word_vectors` is (V, word_dim) float32 with rows 0 (PAD) and 1 (UNK) zero: the model owns the trainable
   UNK vector and keeps the GloVe rows frozen. GloVe rows must all have one width, and the vectors must cover
-  at least a quarter of the counted query tokens (MIN_KNOWN_TOKEN_FRACTION): a wrong GloVe file would
-  otherwise leave (almost) every query word UNK.
-* Char vocabulary: 0 = PAD, 1 = UNK, then the characters occurring >= 5 times in the same splits' tokens,
-  most frequent first.
+  at least a quarter of the counted query tokens (text.MIN_KNOWN_TOKEN_FRACTION). Chars: 0 = PAD, 1 = UNK, then
+  the characters occurring >= 5 times in the same splits' tokens, most frequent first.
 * Queries keep their first `max_pos_len` tokens. Videos longer than `max_pos_len` clips are average-pooled to
-  `max_pos_len` by `lm.labels.visual_feature_sampling`; `num_units = min(T, max_pos_len)`.
-* Labels: (start_index, end_index) = `lm.labels.time_to_index(start, end, num_units, duration)`; the
-  highlight target is made per batch by `lm.labels.highlight_labels` (extension 0.1).
+  `max_pos_len` by `moment_labels.visual_feature_sampling`; `num_units = min(T, max_pos_len)`.
+* Labels: (start_index, end_index) = `moment_labels.time_to_index(start, end, num_units, duration)`; the
+  highlight target is made per batch by `moment_labels.highlight_labels` (extension 0.1).
 
 Dataset object: `load_charades_sta(annotation_dir, glove_path, feature_dir, *, max_pos_len=128, ...)` returns
 a `CharadesSTA` with
@@ -38,72 +35,40 @@ a `CharadesSTA` with
   num_words, num_chars, word_dim, feature_dim   ints
   max_pos_len       int
   feature_dir       Path
-  features          VideoFeatureStore   reads, validates, resamples and caches `{vid}.npy`
+  features          VideoFeatureStore   (datasets.clip_features) reads, validates, resamples, caches `{vid}.npy`
   synthetic         bool                True when feature_dir holds SYNTHETIC.json
   synthetic_info    dict | None         the content of that marker (seed, recipe, ...)
   describe_features() -> str            "SYNTHETIC features (...)" or "features from DIR", for every report
   lookup(sample_ids) -> list[MomentSample]   e.g. a batch's real rows, for evaluation
-  batches(split, batch_size, *, shuffle, rng, **kw)  -> iterate_batches over that split
+  batches(split, batch_size, *, shuffle, rng, **kw)  -> input_pipeline.iterate_lm_batches over that split
 
 MomentSample: sample_id, vid, start, end, duration (seconds), words (all tokens), word_ids (int32, truncated),
 char_ids (tuple of int32 arrays, one per kept word), num_units, start_index, end_index, feature_store.
-`moment_ious(samples, start_index, end_index)` scores predictions against them (float64 ground truth).
+`lm.span.moment_ious(samples, start_index, end_index)` scores predictions against them (float64 ground truth).
 
-Batches (`iterate_batches`), numpy dicts with these keys; B is fixed, lengths are bucketed:
+Batches: `input_pipeline.iterate_lm_batches` (the LM batch contract is in its docstring).
 
-  video        float32 (B, Lv, Dv)  zero-padded resampled features; Lv = bucket of the batch's max num_units
-  video_mask   float32 (B, Lv)      1 = valid clip
-  word_ids     int32   (B, Lq)      0 = PAD, 1 = UNK; Lq = bucket of the longest query
-  char_ids     int32   (B, Lq, Lc)  0 = PAD; Lc = bucket of the longest word, at least 4 (the widest char kernel)
-  query_mask   float32 (B, Lq)
-  start_index  int32   (B,)
-  end_index    int32   (B,)
-  highlight    float32 (B, Lv)      0/1 highlight labels, 0 on padding
-  example_mask float32 (B,)         1 = real sample, 0 = filler row of the last batch
-  duration     float32 (B,)         seconds (host side, for metrics)
-  num_units    int32   (B,)         valid video length (host side)
-  gt_start, gt_end float32 (B,)     annotated moment in seconds (host side)
-  sample_id    int32   (B,)         MomentSample.sample_id, -1 on filler rows (host side)
-
-Filler rows of a short last batch repeat the batch's first sample (every array well-formed, no all-masked
-row that could turn a masked softmax into NaN) and carry example_mask 0: weight losses and metrics by it.
-
-Every malformed input raises one `CharadesDataError` (an `errors.InputError`) naming the file, line, video id or
-field: also an annotation file without annotations, and a feature file whose width differs from most others'
-(the odd file is named, whichever was read first).
+Every malformed input raises one `errors.InputError` naming the file, line, video id or field: a
+`CharadesDataError` for annotations (also a file without annotations), `text.TextDataError` for GloVe and
+non-UTF-8 text, `clip_features.FeatureDataError` for features (also a file whose width differs from most
+others': the odd file is named, whichever was read first).
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from iptnet_jax.datasets.batching import bucket_length, pad_axis
+from iptnet_jax.datasets import clip_features, input_pipeline, moment_labels, text
 from iptnet_jax.errors import InputError
-from iptnet_jax.lm import labels as lm_labels
-from iptnet_jax.lm import span as lm_span
 
-PAD_TOKEN, UNK_TOKEN = "<PAD>", "<UNK>"
-PAD_ID, UNK_ID = 0, 1
 SPLITS = ("train", "test")
 DURATIONS_FILE = "charades.json"
-SYNTHETIC_MARKER = "SYNTHETIC.json"
-VIDEO_BUCKETS = (32, 64, 96, 128)
-QUERY_BUCKETS = (8, 16, 24, 32, 48, 64, 96, 128)
-CHAR_BUCKETS = (4, 8, 16, 32)  # Charades-STA words have <= 15 chars: almost every batch is 8 or 16
-MIN_CHAR_LENGTH = 4  # VSLNet's char CNN has kernels up to width 4; shorter char axes would break it
-HIGHLIGHT_EXTENSION = 0.1
 VOCAB_SCOPES = ("files", "used")  # which annotation lines the vocabularies count (load_charades_sta)
-# The right GloVe file covers most query tokens (the shared 6B file: 86 % of Charades-STA's, nearly all the rest
-# being the sentence-final '.' it lacks); a wrong one (another language, casing or vocabulary) almost none. A
-# quarter is far from both, and leaves room for small hand-made vocabularies in tests.
-MIN_KNOWN_TOKEN_FRACTION = 0.25
 
 
 class CharadesDataError(InputError):
@@ -119,54 +84,6 @@ def annotation_path(annotation_dir: str | Path, split: str) -> Path:
     raise CharadesDataError(f"split: expected one of {SPLITS}, got {split!r}")
   return Path(annotation_dir) / f"charades_sta_{split}.txt"
 
-
-# ---------------------------------------------------------------------------------------------- tokenizer
-
-_OPEN_DOUBLE_QUOTE = re.compile(r'(^|[\s(\[{<])"')
-_COMMA_OR_COLON = re.compile(r"([:,])(?!\d)")  # "1,000" and "10:30" stay whole, as in NLTK
-_ELLIPSIS = re.compile(r"\.{2,}")
-_ALWAYS_SPLIT = re.compile(r"[;@#$%&?!*()\[\]{}<>]")
-_CLITIC = re.compile(r"^(.*[^'])(n't|'s|'m|'d|'ll|'re|'ve|')$")
-_FUSED_WORDS = re.compile(r"^(can)(not)$|^(gon|wan)(na)$|^(got)(ta)$|^(gim|lem)(me)$")
-
-
-def tokenize(sentence: str) -> list[str]:
-  """Lower-cases and splits a sentence into word and punctuation tokens.
-
-  An approximation of `nltk.word_tokenize` (Punkt + NLTK's Treebank rules), which VSLNet uses and which is
-  not available here. Reproduced: `; @ # $ % & ? ! * ( ) [ ] { } < >` and `--` become their own tokens;
-  commas and colons split off unless a digit follows ("1,000" stays); a word-final period splits off when the
-  word has no other period ("door." -> "door", "." but "a.m." stays); clitics split off the end of a word
-  ("person's" -> "person", "'s"; "won't" -> "wo", "n't"; "they're" -> "they", "'re"); "cannot", "gonna",
-  "wanna", "gotta", "gimme", "lemme" split in two; double quotes become `` and ''. Hyphens, slashes and
-  periods inside a word are kept ("walk-in", "blanket/pillow", "door.the"), as NLTK keeps them.
-  Not reproduced: Punkt's sentence splitting (only matters for a period that is not word-final) and NLTK's
-  rarer rules ("'tis", "d'ye", "more'n").
-  """
-  text = sentence.strip().lower()
-  text = _OPEN_DOUBLE_QUOTE.sub(r"\1 `` ", text).replace('"', " '' ")
-  text = _COMMA_OR_COLON.sub(r" \1 ", text)
-  text = _ELLIPSIS.sub(r" \g<0> ", text)
-  text = _ALWAYS_SPLIT.sub(r" \g<0> ", text)
-  text = text.replace("--", " -- ")
-  tokens: list[str] = []
-  for chunk in text.split():
-    if len(chunk) > 1 and chunk.endswith(".") and "." not in chunk[:-1]:
-      tokens.extend(_split_word(chunk[:-1]))
-      tokens.append(".")
-    else:
-      tokens.extend(_split_word(chunk))
-  return tokens
-
-
-def _split_word(word: str) -> list[str]:
-  clitic = _CLITIC.match(word)
-  parts = [clitic.group(1), clitic.group(2)] if clitic else [word]
-  tokens = []
-  for part in parts:
-    fused = _FUSED_WORDS.match(part)
-    tokens.extend([g for g in fused.groups() if g] if fused else [part])
-  return tokens
 
 
 # -------------------------------------------------------------------------------------------- annotations
@@ -184,15 +101,6 @@ class MomentAnnotation:
   words: tuple[str, ...]
   where: str  # "file:line", for error messages further down the pipeline
 
-
-def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
-  """(line number, text) of a UTF-8 text file; a decoding failure names the file and line."""
-  with path.open("rb") as lines:
-    for line_number, raw in enumerate(lines, start=1):
-      try:
-        yield line_number, raw.decode("utf-8")
-      except UnicodeDecodeError as error:
-        raise CharadesDataError(f"{path}:{line_number}: expected UTF-8 text: {error}") from None
 
 
 def load_durations(path: str | Path) -> dict[str, float]:
@@ -230,7 +138,7 @@ def parse_annotations(path: str | Path, durations: Mapping[str, float], *,
     raise CharadesFileNotFoundError(f"{path}: Charades-STA annotation file not found (expected "
                                     "charades_sta_train.txt / charades_sta_test.txt from the VSLNet repository)")
   annotations = []
-  for line_number, line in _read_lines(path):
+  for line_number, line in text.read_lines(path):
     line = line.strip()
     if not line:
       continue
@@ -254,7 +162,7 @@ def parse_annotations(path: str | Path, durations: Mapping[str, float], *,
     if not end > start:
       raise CharadesDataError(f"{where}: video {vid}: expected start < end within [0, {duration}] s, got "
                               f"[{start_text}, {end_text}] (empty after clipping)")
-    words = tuple(tokenize(sentence))
+    words = tuple(text.tokenize(sentence))
     if not words:
       raise CharadesDataError(f"{where}: video {vid}: empty sentence (no tokens after '##')")
     annotations.append(MomentAnnotation(first_sample_id + len(annotations), vid, start, end, duration,
@@ -288,233 +196,6 @@ def first_videos(annotations: Sequence[MomentAnnotation], max_videos: int | None
   return [a for a in annotations if a.vid in kept]
 
 
-# ---------------------------------------------------------------------------------------------- vocabularies
-
-def load_glove(path: str | Path, keep: set[str] | None = None) -> tuple[dict[str, np.ndarray], int]:
-  """({word: float32 vector}, word_dim) from a GloVe text file, keeping only the words in `keep` if given.
-
-  The dimension is that of the first vector line. A word2vec-style "count dim" header line is skipped, as
-  VSLNet skips it. A line with more fields than `word_dim + 1` has a word containing spaces (GloVe 840B has a
-  few); it is read with the leading fields joined as its word (such a word never matches a token).
-  """
-  path = Path(path)
-  if not path.is_file():
-    raise CharadesFileNotFoundError(f"{path}: GloVe file not found (expected a GloVe text file, e.g. "
-                                    "glove/glove.6B.50d.charades_tvsum_vocab.txt of the shared data)")
-  vectors: dict[str, np.ndarray] = {}
-  word_dim = dim_line = None
-  for line_number, line in _read_lines(path):
-    fields = line.rstrip("\n").rstrip().split(" ")
-    if fields == [""]:
-      continue
-    if word_dim is None and len(fields) == 2 and line_number == 1:
-      continue  # "vocab_size dim" header
-    if word_dim is None:
-      word_dim, dim_line = len(fields) - 1, line_number
-      if word_dim < 1:
-        raise CharadesDataError(f"{path}:{line_number}: expected 'word v_1 ... v_d', got {line.strip()!r}")
-    # More fields than word_dim + 1 is a word with spaces, unless the second field is a number: then the row is
-    # wider than the first one, and reading it as a word with spaces would make every word of the file unknown.
-    if len(fields) < word_dim + 1 or (len(fields) > word_dim + 1 and _is_number(fields[1])):
-      raise CharadesDataError(f"{path}:{line_number}: expected a word and {word_dim} numbers, got "
-                              f"{len(fields) - 1} numbers (line {dim_line} has {word_dim}: every row of a GloVe "
-                              "file has the same width)")
-    word = " ".join(fields[:len(fields) - word_dim])
-    if keep is not None and word not in keep:
-      continue
-    try:
-      vector = np.asarray(fields[len(fields) - word_dim:], dtype=np.float32)
-    except ValueError:
-      raise CharadesDataError(f"{path}:{line_number}: word {word!r}: expected {word_dim} numbers") from None
-    if not np.all(np.isfinite(vector)):
-      raise CharadesDataError(f"{path}:{line_number}: word {word!r}: expected finite numbers")
-    vectors[word] = vector  # a repeated word keeps its last vector, as VSLNet's filter_glove_embedding
-  if word_dim is None:
-    raise CharadesDataError(f"{path}: no vectors (expected GloVe text lines 'word v_1 ... v_d')")
-  return vectors, word_dim
-
-
-def _is_number(text: str) -> bool:
-  try:
-    float(text)
-  except ValueError:
-    return False
-  return True
-
-
-def check_glove_coverage(word_counts: collections.Counter, glove: Mapping[str, np.ndarray], glove_path: str | Path,
-                         annotation_dir: str | Path) -> None:
-  """Refuses a vocabulary whose query tokens are mostly UNK: the wrong GloVe file (another language, casing or
-  vocabulary) would otherwise train on queries the model cannot read, and with no word known at all the GloVe
-  table is empty (a zero-size array that checkpointing rejects only after training)."""
-  total = sum(word_counts.values())
-  known = sum(count for word, count in word_counts.items() if word in glove)
-  if total and known < MIN_KNOWN_TOKEN_FRACTION * total:
-    known_words = sum(1 for word in word_counts if word in glove)
-    raise CharadesDataError(
-        f"{glove_path}: only {known_words} of the {len(word_counts)} distinct query words of {annotation_dir} have a "
-        f"vector ({100 * known / total:.1f} % of the {total} query tokens); expected at least "
-        f"{100 * MIN_KNOWN_TOKEN_FRACTION:.0f} %, else most query words are UNK (is it a GloVe text file of "
-        "lower-cased English words?)")
-
-
-def count_tokens(token_lists: Sequence[Sequence[str]]) -> tuple[collections.Counter, collections.Counter]:
-  """(word counter, char counter) in first-occurrence order, which `most_common` keeps for ties."""
-  words, chars = collections.Counter(), collections.Counter()
-  for tokens in token_lists:
-    for token in tokens:
-      words[token] += 1
-      for char in token:
-        chars[char] += 1
-  return words, chars
-
-
-def build_word_vocab(word_counts: collections.Counter, glove: Mapping[str, np.ndarray],
-                     word_dim: int) -> tuple[dict[str, int], np.ndarray]:
-  """(word_vocab, word_vectors): PAD, UNK, then in-GloVe words by decreasing count; rows 0 and 1 zero."""
-  words = [word for word, _ in word_counts.most_common() if word in glove]
-  vocab = {PAD_TOKEN: PAD_ID, UNK_TOKEN: UNK_ID}
-  vectors = np.zeros((len(words) + 2, word_dim), np.float32)
-  for word in words:
-    vectors[len(vocab)] = glove[word]
-    vocab[word] = len(vocab)
-  return vocab, vectors
-
-
-def build_char_vocab(char_counts: collections.Counter, min_count: int = 5) -> dict[str, int]:
-  """PAD, UNK, then characters with count >= min_count by decreasing count."""
-  vocab = {PAD_TOKEN: PAD_ID, UNK_TOKEN: UNK_ID}
-  for char, count in char_counts.most_common():
-    if count >= min_count:
-      vocab[char] = len(vocab)
-  return vocab
-
-
-def encode_query(words: Sequence[str], word_vocab: Mapping[str, int], char_vocab: Mapping[str, int],
-                 max_pos_len: int) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-  """(word_ids (Lq,) int32, one int32 char-id array per word) for the first max_pos_len words."""
-  kept = list(words)[:max_pos_len]
-  word_ids = np.asarray([word_vocab.get(w, UNK_ID) for w in kept], np.int32)
-  char_ids = tuple(np.asarray([char_vocab.get(c, UNK_ID) for c in w], np.int32) for w in kept)
-  return word_ids, char_ids
-
-
-# ---------------------------------------------------------------------------------------------------- features
-
-def read_synthetic_marker(feature_dir: str | Path) -> dict | None:
-  """The content of {feature_dir}/SYNTHETIC.json, or None when the folder holds no marker."""
-  marker = Path(feature_dir) / SYNTHETIC_MARKER
-  if not marker.is_file():
-    return None
-  try:
-    info = json.loads(marker.read_text(encoding="utf-8"))
-  except (json.JSONDecodeError, UnicodeDecodeError) as error:
-    raise CharadesDataError(f"{marker}: expected a JSON object describing the synthetic features: {error}") from None
-  if not isinstance(info, dict):
-    raise CharadesDataError(f"{marker}: expected a JSON object describing the synthetic features")
-  return info
-
-
-class VideoFeatureStore:
-  """Reads `{feature_dir}/{vid}.npy` (T, D) features, checks them and resamples to <= max_len clips.
-
-  `num_units(vid)` reads only the .npy header; `load(vid)` reads the values, rejects NaN/inf and returns
-  float32 (min(T, max_len), D), cached per video when `cache` is set (the whole Charades-STA I3D set is about
-  0.8 GB in float32, which VSLNet also keeps in memory).
-  """
-
-  def __init__(self, feature_dir: str | Path, max_len: int = 128, *, cache: bool = True):
-    self.feature_dir = Path(feature_dir)
-    if not self.feature_dir.is_dir():
-      raise CharadesFileNotFoundError(f"{self.feature_dir}: feature folder not found (expected {{vid}}.npy files "
-                                      "of shape (T, 1024): Charades I3D features in VSLNet's layout, or ones made "
-                                      "by `python -m iptnet_jax.datasets.synthetic_charades`)")
-    if max_len <= 0:
-      raise CharadesDataError(f"max_len: expected a positive clip count, got {max_len}")
-    self.max_len = max_len
-    self.cache = cache
-    self._widths: dict[str, int] = {}  # of every file opened
-    self._settled_dim: int | None = None
-    self._lengths: dict[str, int] = {}
-    self._features: dict[str, np.ndarray] = {}
-
-  def path(self, vid: str) -> Path:
-    return self.feature_dir / f"{vid}.npy"
-
-  def _open(self, vid: str, mmap: bool) -> np.ndarray:
-    path = self.path(vid)
-    if not path.is_file():
-      raise CharadesFileNotFoundError(f"{path}: feature file of video {vid} not found (expected {{vid}}.npy of "
-                                      f"shape (T, {self.feature_dim or 1024}) in {self.feature_dir})")
-    try:
-      array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-      raise CharadesDataError(f"{path}: video {vid}: not a readable .npy array: {error}") from None
-    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] == 0:
-      raise CharadesDataError(f"{path}: video {vid}: expected features of shape (T, D), got shape {array.shape}")
-    if not np.issubdtype(array.dtype, np.floating):
-      raise CharadesDataError(f"{path}: video {vid}: expected float features, got dtype {array.dtype}")
-    self._widths[vid] = int(array.shape[1])
-    if self._settled_dim is not None and array.shape[1] != self._settled_dim:
-      raise CharadesDataError(f"{path}: video {vid}: expected features of shape (T, {self._settled_dim}) like the "
-                              f"other videos, got shape {array.shape}")
-    return array
-
-  @property
-  def feature_dim(self) -> int | None:
-    """D: the settled width, else the most common one among the files opened so far (None before any)."""
-    if self._settled_dim is not None or not self._widths:
-      return self._settled_dim
-    return collections.Counter(self._widths.values()).most_common(1)[0][0]
-
-  def settle_feature_dim(self) -> int:
-    """Fixes D to the width most of the files opened so far have, naming a file of another width; later files
-    must have it too.
-
-    Called once the headers of every needed file have been read (load_charades_sta; else the first `load`):
-    the first file read may be the odd one, and checking the others against it would blame good files.
-    """
-    if not self._widths:
-      raise CharadesDataError(f"{self.feature_dir}: no feature file was read")
-    common, count = collections.Counter(self._widths.values()).most_common(1)[0]
-    example = next(vid for vid, width in self._widths.items() if width == common)
-    for vid, width in self._widths.items():
-      if width != common:
-        raise CharadesDataError(f"{self.path(vid)}: video {vid}: expected features of shape (T, {common}) like the "
-                                f"other videos ({count} of them, e.g. {self.path(example).name}), got shape "
-                                f"({self._lengths.get(vid, 'T')}, {width})")
-    self._settled_dim = common
-    return common
-
-  def raw_length(self, vid: str) -> int:
-    """T, the number of stored feature rows."""
-    if vid not in self._lengths:
-      self._lengths[vid] = int(self._open(vid, mmap=True).shape[0])
-    return self._lengths[vid]
-
-  def num_units(self, vid: str) -> int:
-    """min(T, max_len): the clip count the model sees and the labels are made on."""
-    return min(self.raw_length(vid), self.max_len)
-
-  def load(self, vid: str) -> np.ndarray:
-    """(num_units, D) float32 resampled features."""
-    if vid in self._features:
-      return self._features[vid]
-    if self._settled_dim is None and self._widths:
-      self.settle_feature_dim()  # the samples were made, so every needed header has been read
-    raw = np.asarray(self._open(vid, mmap=False))
-    finite = np.isfinite(raw).all(axis=1)
-    if not finite.all():
-      raise CharadesDataError(f"{self.path(vid)}: video {vid}: expected finite features, got NaN/inf "
-                              f"(first at row {int(np.argmin(finite))})")
-    self._lengths[vid] = raw.shape[0]
-    features = lm_labels.visual_feature_sampling(raw.astype(np.float32, copy=False), self.max_len)
-    features = np.ascontiguousarray(features, np.float32)
-    if self.cache:
-      self._features[vid] = features
-    return features
-
-
 # ------------------------------------------------------------------------------------------------- samples
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -532,7 +213,7 @@ class MomentSample:
   num_units: int
   start_index: int
   end_index: int
-  feature_store: VideoFeatureStore = dataclasses.field(repr=False)
+  feature_store: clip_features.VideoFeatureStore = dataclasses.field(repr=False)
 
   def video(self) -> np.ndarray:
     features = self.feature_store.load(self.vid)
@@ -542,17 +223,17 @@ class MomentSample:
     return features
 
 
-def make_samples(annotations: Sequence[MomentAnnotation], store: VideoFeatureStore, word_vocab: Mapping[str, int],
-                 char_vocab: Mapping[str, int], max_pos_len: int) -> list[MomentSample]:
+def make_samples(annotations: Sequence[MomentAnnotation], store: clip_features.VideoFeatureStore,
+                 word_vocab: Mapping[str, int], char_vocab: Mapping[str, int], max_pos_len: int) -> list[MomentSample]:
   samples = []
   for annotation in annotations:
     try:
       num_units = store.num_units(annotation.vid)
-    except CharadesDataError as error:
+    except clip_features.FeatureDataError as error:
       raise type(error)(f"{error} (needed by {annotation.where})") from None
-    start_index, end_index = lm_labels.time_to_index(annotation.start, annotation.end, num_units,
-                                                     annotation.duration)
-    word_ids, char_ids = encode_query(annotation.words, word_vocab, char_vocab, max_pos_len)
+    start_index, end_index = moment_labels.time_to_index(annotation.start, annotation.end, num_units,
+                                                         annotation.duration)
+    word_ids, char_ids = text.encode_query(annotation.words, word_vocab, char_vocab, max_pos_len)
     samples.append(MomentSample(annotation.sample_id, annotation.vid, annotation.start, annotation.end,
                                 annotation.duration, annotation.words, word_ids, char_ids, num_units,
                                 int(start_index), int(end_index), store))
@@ -569,7 +250,7 @@ class CharadesSTA:
   char_vocab: dict[str, int]
   word_vectors: np.ndarray
   max_pos_len: int
-  features: VideoFeatureStore = dataclasses.field(repr=False)
+  features: clip_features.VideoFeatureStore = dataclasses.field(repr=False)
   synthetic_info: dict | None = None
   _by_id: dict[int, MomentSample] | None = dataclasses.field(default=None, init=False, repr=False)
 
@@ -620,13 +301,7 @@ class CharadesSTA:
             f"v{info.get('recipe_version', '?')}) from {self.feature_dir}: not comparable to published numbers")
 
   def batches(self, split: str, batch_size: int, **kwargs) -> Iterator[dict[str, np.ndarray]]:
-    return iterate_batches(self.split(split), batch_size, **kwargs)
-
-
-def moment_ious(samples: Sequence[MomentSample], start_index, end_index) -> np.ndarray:
-  """(N,) IoU of predicted (start_index, end_index) with each sample's moment, in VSLNet's precision."""
-  return lm_span.span_ious(start_index, end_index, [s.num_units for s in samples], [s.duration for s in samples],
-                           [[s.start, s.end] for s in samples])
+    return input_pipeline.iterate_lm_batches(self.split(split), batch_size, **kwargs)
 
 
 def load_charades_sta(annotation_dir: str | Path, glove_path: str | Path, feature_dir: str | Path, *,
@@ -651,84 +326,14 @@ def load_charades_sta(annotation_dir: str | Path, glove_path: str | Path, featur
   annotations = load_split_annotations(annotation_dir)
   kept = {split: first_videos(annotations[split], max_videos) for split in SPLITS}
   counted = kept if vocab_scope == "used" else annotations
-  word_counts, char_counts = count_tokens([a.words for s in SPLITS if s in vocab_splits for a in counted[s]])
-  glove, word_dim = load_glove(glove_path, keep=set(word_counts))
-  check_glove_coverage(word_counts, glove, glove_path, annotation_dir)
-  word_vocab, word_vectors = build_word_vocab(word_counts, glove, word_dim)
-  char_vocab = build_char_vocab(char_counts, char_min_count)
-  store = VideoFeatureStore(feature_dir, max_pos_len, cache=cache_features)
+  word_counts, char_counts = text.count_tokens([a.words for s in SPLITS if s in vocab_splits for a in counted[s]])
+  glove, word_dim = text.load_glove(glove_path, keep=set(word_counts))
+  text.check_glove_coverage(word_counts, glove, glove_path, annotation_dir)
+  word_vocab, word_vectors = text.build_word_vocab(word_counts, glove, word_dim)
+  char_vocab = text.build_char_vocab(char_counts, char_min_count)
+  store = clip_features.VideoFeatureStore(feature_dir, max_pos_len, cache=cache_features)
   samples = {split: make_samples(kept[split], store, word_vocab, char_vocab, max_pos_len) for split in SPLITS}
   store.settle_feature_dim()
   return CharadesSTA(samples["train"], samples["test"], word_vocab, char_vocab, word_vectors, max_pos_len, store,
-                     read_synthetic_marker(feature_dir))
+                     clip_features.read_synthetic_marker(feature_dir))
 
-
-# ------------------------------------------------------------------------------------------------- batching
-
-def collate(samples: Sequence[MomentSample], batch_size: int, *, video_buckets: Sequence[int] = VIDEO_BUCKETS,
-            query_buckets: Sequence[int] = QUERY_BUCKETS, char_buckets: Sequence[int] = CHAR_BUCKETS,
-            highlight_extension: float = HIGHLIGHT_EXTENSION) -> dict[str, np.ndarray]:
-  """One batch dict (the contract in the module docstring) from 1..batch_size samples."""
-  if not 0 < len(samples) <= batch_size:
-    raise CharadesDataError(f"collate: expected 1..{batch_size} samples, got {len(samples)}")
-  num_real = len(samples)
-  rows = list(samples) + [samples[0]] * (batch_size - num_real)
-  videos = [s.video() for s in rows]
-  feature_dim = videos[0].shape[1]
-  video_len = bucket_length(max(s.num_units for s in rows), video_buckets)
-  query_len = bucket_length(max(len(s.word_ids) for s in rows), query_buckets)
-  char_len = bucket_length(max(MIN_CHAR_LENGTH, max(len(c) for s in rows for c in s.char_ids)), char_buckets)
-
-  batch = {
-      "video": np.zeros((batch_size, video_len, feature_dim), np.float32),
-      "video_mask": np.zeros((batch_size, video_len), np.float32),
-      "word_ids": np.zeros((batch_size, query_len), np.int32),
-      "char_ids": np.zeros((batch_size, query_len, char_len), np.int32),
-      "query_mask": np.zeros((batch_size, query_len), np.float32),
-      "start_index": np.asarray([s.start_index for s in rows], np.int32),
-      "end_index": np.asarray([s.end_index for s in rows], np.int32),
-      "highlight": np.zeros((batch_size, video_len), np.float32),
-      "example_mask": (np.arange(batch_size) < num_real).astype(np.float32),
-      "duration": np.asarray([s.duration for s in rows], np.float32),
-      "num_units": np.asarray([s.num_units for s in rows], np.int32),
-      "gt_start": np.asarray([s.start for s in rows], np.float32),
-      "gt_end": np.asarray([s.end for s in rows], np.float32),
-      "sample_id": np.asarray([s.sample_id if i < num_real else -1 for i, s in enumerate(rows)], np.int32),
-  }
-  for row, (sample, video) in enumerate(zip(rows, videos)):
-    if video.shape[1] != feature_dim:
-      raise CharadesDataError(f"video {sample.vid}: expected {feature_dim}-d features like the rest of the batch, "
-                              f"got {video.shape[1]}")
-    batch["video"][row] = pad_axis(video, video_len)
-    batch["video_mask"][row, :sample.num_units] = 1.0
-    batch["highlight"][row] = pad_axis(lm_labels.highlight_labels(
-        sample.start_index, sample.end_index, sample.num_units, highlight_extension), video_len)
-    batch["word_ids"][row, :len(sample.word_ids)] = sample.word_ids
-    batch["query_mask"][row, :len(sample.word_ids)] = 1.0
-    for position, chars in enumerate(sample.char_ids):
-      batch["char_ids"][row, position, :len(chars)] = chars
-  return batch
-
-
-def iterate_batches(samples: Sequence[MomentSample], batch_size: int, *, shuffle: bool,
-                    rng: np.random.Generator | None = None, video_buckets: Sequence[int] = VIDEO_BUCKETS,
-                    query_buckets: Sequence[int] = QUERY_BUCKETS, char_buckets: Sequence[int] = CHAR_BUCKETS,
-                    drop_remainder: bool = False,
-                    highlight_extension: float = HIGHLIGHT_EXTENSION) -> Iterator[dict[str, np.ndarray]]:
-  """Yields batch dicts of exactly batch_size rows (a short last batch is filled up; see example_mask).
-
-  With shuffle, the order is `rng.permutation(len(samples))` (one new order per call: call once per epoch).
-  drop_remainder drops a short last batch instead of filling it up.
-  """
-  if batch_size <= 0:
-    raise CharadesDataError(f"batch_size: expected a positive batch size, got {batch_size}")
-  if shuffle and rng is None:
-    raise CharadesDataError("iterate_batches: shuffle=True needs an rng (np.random.Generator)")
-  order = rng.permutation(len(samples)) if shuffle else np.arange(len(samples))
-  for first in range(0, len(samples), batch_size):
-    indices = order[first:first + batch_size]
-    if len(indices) < batch_size and drop_remainder:
-      return
-    yield collate([samples[i] for i in indices], batch_size, video_buckets=video_buckets,
-                  query_buckets=query_buckets, char_buckets=char_buckets,
-                  highlight_extension=highlight_extension)

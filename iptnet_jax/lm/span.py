@@ -8,7 +8,7 @@
   (capped) clip count, in float32 as VSLNet's `index_to_time` (float32 grid * D / N).
 * `temporal_iou(pred, gt)`: (min(e, e') - max(s, s')) / (max(e, e') - min(s, s')) clipped at 0: the union is
   the convex hull of the two spans, as in VSLNet's `calculate_iou`. A degenerate pair (empty hull) scores 0.
-* `span_ious(s, e, num_units, duration, gt)`: the two above in one call, per query.
+* `span_ious(s, e, num_units, duration, gt)`: the two above in one call, per query; `moment_ious` on samples.
 * `moment_metrics(ious)`: R1@{0.3, 0.5, 0.7} (% of queries with IoU >= threshold) and mIoU (100 * mean IoU).
 * `random_span_baseline(...)`: IoUs of uniformly random valid unit spans (s <= e, every pair equally likely),
   the floor any trained model must beat on the same samples; `expected_random_span_metrics` gives the
@@ -88,6 +88,13 @@ def span_ious(start_index, end_index, num_units, duration, gt) -> np.ndarray:
   start_time, end_time = index_to_time(start_index, end_index, num_units, duration)
   return temporal_iou(np.stack([start_time, end_time], axis=1), gt)
 
+
+
+def moment_ious(samples, start_index, end_index) -> np.ndarray:
+  """(N,) IoU of predicted (start_index, end_index) with each sample's moment (MomentSample: num_units, duration,
+  start, end), in VSLNet's precision."""
+  return span_ious(start_index, end_index, [s.num_units for s in samples], [s.duration for s in samples],
+                   [[s.start, s.end] for s in samples])
 
 def moment_metrics(ious) -> dict[str, float]:
   """{'R1@0.3', 'R1@0.5', 'R1@0.7', 'mIoU'} in percent over the given per-query IoUs."""

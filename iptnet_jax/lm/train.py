@@ -14,9 +14,9 @@
   set too, keeping later checkpoints on ties). Metrics from synthetic features are printed with the prefix
   "[synthetic features]".
 * When config.data.feature_dir does not exist, synthetic features for the real annotations are generated into
-  <workdir>/synthetic_charades (`datasets.synthetic_charades`), and the run says so.
+  <workdir>/synthetic_charades (`datasets.builders.synthetic_charades`), and the run says so.
 * `config.init_from`: start from an upstream VSLNet (PyTorch) checkpoint, a `.t7` / `.pth` state_dict or
-  upstream's model folder (its last `<name>_<step>.t7`), ported by `iptnet_jax.porting` (needs torch; keys and
+  upstream's model folder (its last `<name>_<step>.t7`), ported by `iptnet_jax.lm.porting` (needs torch; keys and
   shapes are checked against the configured model, a mismatch names the key). Its GloVe rows must equal the
   dataset's (same vocabulary). The loaded model is evaluated before training, as epoch 0; with
   train.epochs=0 that is all the run does.
@@ -35,18 +35,15 @@ import ml_collections
 import numpy as np
 import optax
 
-from iptnet_jax import config_defaults, loop, porting, run_dir, run_log
-from iptnet_jax.datasets import charades_sta, synthetic_charades
-from iptnet_jax.datasets.batching import bucket_length
+from iptnet_jax import config_defaults, loop, run_dir, run_log
+from iptnet_jax.datasets import charades_sta, clip_features, input_pipeline
+from iptnet_jax.datasets.builders import synthetic_charades
+from iptnet_jax.datasets.input_pipeline import bucket_length
 from iptnet_jax.errors import InputError
 from iptnet_jax.lm import losses as lm_losses
-from iptnet_jax.lm import span
+from iptnet_jax.lm import porting, span
 from iptnet_jax.lm.model import VSLNet, init_variables
 
-# Batch fields the jitted functions see; the others (duration, gt times, ...) stay on the host for metrics.
-DEVICE_FIELDS = ("video", "video_mask", "word_ids", "char_ids", "query_mask", "start_index", "end_index",
-                 "highlight", "example_mask")
-MODEL_INPUTS = ("video", "video_mask", "word_ids", "char_ids", "query_mask")
 METRIC_NAMES = ("R1@0.3", "R1@0.5", "R1@0.7", "mIoU")
 SYNTHETIC_TAG = "[synthetic features]"
 LM_SOURCES = ("charades_sta", "youtube_highlights")
@@ -161,7 +158,7 @@ def make_train_step(model: VSLNet, tx: optax.GradientTransformation, highlight_l
     dropout_rng = jax.random.fold_in(state.rng, state.step)
 
     def loss_fn(params):
-      outputs = model.apply({"params": params, "constants": constants}, *(batch[k] for k in MODEL_INPUTS),
+      outputs = model.apply({"params": params, "constants": constants}, *(batch[k] for k in input_pipeline.LM_MODEL_INPUTS),
                             deterministic=False, rngs={"dropout": dropout_rng})
       return lm_losses.vslnet_loss(outputs, batch, highlight_lambda)
 
@@ -178,27 +175,18 @@ def make_predict_fn(model: VSLNet):
   """Jitted (variables, batch) -> (start_logits, end_logits), without dropout."""
 
   def predict(variables, batch):
-    outputs = model.apply(variables, *(batch[k] for k in MODEL_INPUTS), deterministic=True)
+    outputs = model.apply(variables, *(batch[k] for k in input_pipeline.LM_MODEL_INPUTS), deterministic=True)
     return outputs["start_logits"], outputs["end_logits"]
 
   return jax.jit(predict)
-
-
-def device_fields(batch: dict) -> dict:
-  return {k: batch[k] for k in DEVICE_FIELDS}
-
-
-def batch_options(config: ml_collections.ConfigDict) -> dict:
-  return dict(video_buckets=tuple(config.data.video_buckets), query_buckets=tuple(config.data.query_buckets),
-              char_buckets=tuple(config.data.char_buckets), highlight_extension=config.data.highlight_extension)
 
 
 def evaluate(predict_fn, variables: dict, dataset: charades_sta.CharadesSTA, split: str,
              config: ml_collections.ConfigDict) -> dict[str, float]:
   """R1@{0.3,0.5,0.7} and mIoU (%) on a split, VSLNet's inference (`span.predict_spans`) and IoU."""
   ious = []
-  for batch in dataset.batches(split, config.eval.batch_size, shuffle=False, **batch_options(config)):
-    start_logits, end_logits = jax.device_get(predict_fn(variables, device_fields(batch)))
+  for batch in dataset.batches(split, config.eval.batch_size, shuffle=False, **input_pipeline.lm_batch_options(config)):
+    start_logits, end_logits = jax.device_get(predict_fn(variables, input_pipeline.lm_device_fields(batch)))
     real = batch["example_mask"] > 0
     start_index, end_index = span.predict_spans(start_logits[real], end_logits[real], batch["video_mask"][real])
     start_time, end_time = span.index_to_time(start_index, end_index, batch["num_units"][real],
@@ -222,7 +210,7 @@ def resolve_feature_dir(config: ml_collections.ConfigDict, workdir: Path) -> Pat
   out_dir = workdir / "synthetic_charades"
   spec = synthetic_charades.SyntheticCharadesSpec(**config.data.synthetic.to_dict())
   max_videos = config.data.max_videos or None
-  marker = charades_sta.read_synthetic_marker(out_dir) if out_dir.is_dir() else None
+  marker = clip_features.read_synthetic_marker(out_dir) if out_dir.is_dir() else None
   reusable = (marker is not None and marker.get("complete") and marker.get("parameters") == dataclasses.asdict(spec)
               and (marker.get("max_videos") is None or (max_videos is not None and marker["max_videos"] >= max_videos)))
   if reusable:
@@ -327,8 +315,8 @@ class LMTask(loop.Task, loop.Unit):
 
   def batches(self, phase, rng):
     for batch in self.dataset.batches("train", self.config.train.batch_size, shuffle=True, rng=rng,
-                                      **batch_options(self.config)):
-      yield device_fields(batch)
+                                      **input_pipeline.lm_batch_options(self.config)):
+      yield input_pipeline.lm_device_fields(batch)
 
   def num_batches(self, phase) -> int:
     return self.steps_per_epoch

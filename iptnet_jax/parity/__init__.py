@@ -11,9 +11,9 @@ installed package runs it from any folder. Both sides run in float32 with full-p
 otherwise use TF32 on recent GPUs); PyTorch runs on the CPU.
 
 Conventions (docs/jax_style.md §3): weights are created by the torch model and ported into ours with
-`iptnet_jax.porting`; dropout is off (rate 0, so training steps keep train mode on both sides); forward
-tensors are compared by max-abs error (1e-5 per layer, 1e-4 for the whole network's outputs); losses,
-gradients and training trajectories by relative error ||ours - ref|| / ||ref||, per parameter leaf,
+`iptnet_jax.sm.porting` / `iptnet_jax.lm.porting`; dropout is off (rate 0, so training steps keep train mode on
+both sides); forward tensors are compared by max-abs error (1e-5 per layer, 1e-4 for the whole network's outputs);
+losses, gradients and training trajectories by relative error ||ours - ref|| / ||ref||, per parameter leaf,
 reporting the worst leaf.
 
 Components live in `COMPONENTS` (name -> function returning rows), added with `@register(name)`:

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from iptnet_jax import porting
+from iptnet_jax.lm import porting
 from iptnet_jax.parity.common import ADAM_PARAM_TOL, NOTES, Row, Trajectory, compare, register
 from iptnet_jax.parity.lm import (HIGHLIGHT_LAMBDA, LM_NOPOS, LM_TRAJECTORY_STEPS, LMCase, LMTrajectory,
                                   lm_adam_clip_rows, lm_batch, lm_leaves, lm_models, torch_lm_steps)
@@ -23,7 +23,7 @@ IPTNET_LM_CASE = LM_NOPOS  # the iPTNet LM has no positional table
 
 def iptnet_lm_trajectory(case: LMCase = IPTNET_LM_CASE, steps: int = LM_TRAJECTORY_STEPS) -> LMTrajectory:
   """LM phases (source LM_ONLY) of our joint iPTNet step: per-module Adam, LM clipping in the step, EMA teachers."""
-  from iptnet_jax.iptnet import batches as joint_batches  # noqa: PLC0415
+  from iptnet_jax.datasets import input_pipeline  # noqa: PLC0415
   from iptnet_jax.iptnet import step as step_lib  # noqa: PLC0415
   from iptnet_jax.iptnet import teaching  # noqa: PLC0415
   _, lm, variables = lm_models(case)
@@ -41,7 +41,7 @@ def iptnet_lm_trajectory(case: LMCase = IPTNET_LM_CASE, steps: int = LM_TRAJECTO
   constants = jax.tree.map(jnp.asarray, variables["constants"])
   losses = []
   for step in range(steps):
-    batch = joint_batches.joint_batch(step_lib.LM_ONLY, lm=lm_batch(case, seed_offset=10 + step),
+    batch = input_pipeline.joint_batch(step_lib.LM_ONLY, lm=lm_batch(case, seed_offset=10 + step),
                                       feature_dim=case.visual_dim)
     state, metrics = joint_step(state, constants, batch)
     losses.append(float(metrics["total"]))

@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from iptnet_jax import porting
+from iptnet_jax.lm import porting
+from iptnet_jax.datasets.input_pipeline import LM_MODEL_INPUTS
 from iptnet_jax.parity.common import (ADAM_PARAM_TOL, FORWARD_LAYER_TOL, FORWARD_NETWORK_TOL, LOSS_TOL, NOTES, Row,
                                       Trajectory, _flat, compare, register, trajectory_rows)
 
@@ -76,16 +77,15 @@ LM_VSLNET = LMCase("vslnet", dim=128, num_heads=8, word_dim=300, char_dim=50, vi
                    forward_criterion="max-abs/scale")
 LM_FORWARD_CASES = (LM_SMALL, LM_LEAK, LM_NOPOS, LM_TRANSFORMER, LM_VSLNET)
 LM_LOSS_CASES = (LM_SMALL, LM_LEAK)
-LM_MODEL_INPUTS = ("video", "video_mask", "word_ids", "char_ids", "query_mask")
 LM_LOSS_TERMS = ("span_loss", "highlight_loss", "loss")
 HIGHLIGHT_LAMBDA = 5.0
 
 
 def lm_batch(case: LMCase, seed_offset: int = 0) -> dict:
-  """A batch of the LM batch contract (lm.train.DEVICE_FIELDS): real rows, then one filler row repeating
+  """A batch of the LM batch contract (input_pipeline.LM_DEVICE_FIELDS): real rows, then one filler row repeating
   the first (example_mask 0); noise (not zeros) in the padded video steps; at least one UNK word and one
   word shorter than the widest char kernel."""
-  from iptnet_jax.lm import labels as lm_labels  # noqa: PLC0415
+  from iptnet_jax.datasets import moment_labels  # noqa: PLC0415
   rng = np.random.default_rng([case.seed, seed_offset, 7])
   real = len(case.video_lengths)
   rows = list(range(real)) + [0]
@@ -105,7 +105,7 @@ def lm_batch(case: LMCase, seed_offset: int = 0) -> dict:
       char_ids[i, j, :length] = rng.integers(1, case.num_chars, size=length)
     start[i] = rng.integers(0, n_v)
     end[i] = rng.integers(start[i], min(start[i] + n_v // 2, n_v - 1) + 1)
-    highlight[i, :n_v] = lm_labels.highlight_labels(int(start[i]), int(end[i]), n_v)
+    highlight[i, :n_v] = moment_labels.highlight_labels(int(start[i]), int(end[i]), n_v)
   query_mask = (word_ids != 0).astype(np.float32)
   batch = {"video": video, "video_mask": video_mask, "word_ids": word_ids, "char_ids": char_ids,
            "query_mask": query_mask, "start_index": start, "end_index": end, "highlight": highlight}

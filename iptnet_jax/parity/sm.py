@@ -10,12 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from iptnet_jax import porting
-from iptnet_jax.datasets import summarization
+from iptnet_jax.datasets import anchor_free_labels, input_pipeline, summarization
 from iptnet_jax.parity.common import (ADAM_PARAM_TOL, FORWARD_LAYER_TOL, FORWARD_NETWORK_TOL, LOSS_TOL, NOTES,
                                       SGD_PARAM_TOL, Row, Trajectory, compare, register,
                                       trajectory_rows)
-from iptnet_jax.sm import anchor_free
+from iptnet_jax.sm import anchor_free, porting
 from iptnet_jax.sm import model as sm_model
 
 
@@ -44,7 +43,7 @@ def random_target(rng: np.random.Generator, length: int) -> np.ndarray:
     run = int(rng.integers(1, span + 1))
     target[pos:pos + run] = 1
     pos += run + int(rng.integers(1, span + 1))
-  runs = anchor_free.target_runs(target)
+  runs = anchor_free_labels.target_runs(target)
   if not np.any(runs[:, 1] - runs[:, 0] == 1):
     # A 1-step run has IoU 0 whatever the prediction (soft-IoU loss -log 1e-8, zero gradient): keep one.
     padded = np.concatenate([[0], target, [0]])
@@ -58,16 +57,16 @@ def sm_examples(case: SMCase, seed_offset: int = 0) -> list[summarization.Traini
   examples = []
   for i, length in enumerate(case.lengths):
     target = random_target(rng, length)
-    offsets = anchor_free.offset_labels(target)
+    offsets = anchor_free_labels.offset_labels(target)
     features = rng.normal(size=(length, case.feature_dim)).astype(np.float32)
     examples.append(summarization.TrainingExample(f"video_{i}", features, target, offsets,
-                                                  anchor_free.centerness_labels(target, offsets)))
+                                                  anchor_free_labels.centerness_labels(target, offsets)))
   return examples
 
 
 def sm_batch(examples, bucket: int, extra_rows: int = 1, padding_seed: int = 0) -> dict:
   """The real batch contract, with an empty trailing row and noise (not zeros) in the padded steps."""
-  batch = summarization.device_fields(summarization.make_batch(examples, len(examples) + extra_rows, (bucket,),
+  batch = input_pipeline.sm_device_fields(input_pipeline.sm_batch(examples, len(examples) + extra_rows, (bucket,),
                                                                with_labels=True))
   noise = np.random.default_rng(padding_seed).normal(scale=5.0, size=batch["features"].shape)
   batch["features"] = np.where(batch["mask"][..., None] > 0, batch["features"], noise).astype(np.float32)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import jax
 import numpy as np
 
-from iptnet_jax.datasets import eccv16, summarization
+from iptnet_jax.datasets import eccv16, input_pipeline
 from iptnet_jax.sm import model as sm_model
 from iptnet_jax.vsumm import evaluate as vsumm_eval
 from iptnet_jax.vsumm import fscore, highlight
@@ -33,7 +33,7 @@ def predict_videos(predict_fn: PredictFn, params, videos: Sequence[eccv16.SummVi
                    buckets: Sequence[int]) -> dict[str, dict[str, np.ndarray]]:
   """Per-video host arrays {cls_prob (T,), offsets (T, 2), ctr_prob (T,)} keyed by video name."""
   results = {}
-  for batch in summarization.iterate_batches(videos, batch_size, buckets, with_labels=False):
+  for batch in input_pipeline.iterate_sm_batches(videos, batch_size, buckets, with_labels=False):
     outputs = jax.device_get(predict_fn(params, batch["features"], batch["mask"]))
     for row, name in enumerate(batch["names"]):
       length = int(batch["mask"][row].sum())
@@ -65,7 +65,7 @@ def video_top5_maps(videos: Sequence[eccv16.SummVideo], preds: dict[str, dict[st
   for video in videos:
     if video.user_scores is None:
       raise eccv16.DatasetFormatError(f"{video.name}: top-5 mAP needs per-user step scores ('user_scores'), which "
-                                      "this file lacks; build it with iptnet_jax.datasets.tvsum_i3d or use "
+                                      "this file lacks; build it with `python -m iptnet_jax.datasets.tvsum_i3d` or use "
                                       "eval.protocol='fscore'")
     p = preds[video.name]
     scores[video.name] = highlight.top5_map(vsumm_eval.normalized_step_scores(p["cls_prob"], p["ctr_prob"]),

@@ -12,7 +12,7 @@ the four small heads run in float32, so scores keep float32 resolution for the i
 
 Submodule names mirror DSNet's state_dict (base_model.{Q,K,V,fc.0}, layer_norm, fc1.0 -> fc1_linear,
 fc1.3 -> fc1_norm, fc_cls, fc_loc, fc_ctr) so upstream checkpoints map onto these parameters one to one
-(iptnet_jax.porting). Initialisers are PyTorch's
+(iptnet_jax.sm.porting). Initialisers are PyTorch's
 defaults, which DSNet-AF training keeps.
 """
 

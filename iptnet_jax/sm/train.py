@@ -20,10 +20,11 @@ import ml_collections
 import numpy as np
 import optax
 
-from iptnet_jax import config_defaults, loop, porting, run_dir, run_log
+from iptnet_jax import config_defaults, loop, run_dir, run_log
 from iptnet_jax.datasets import splits as splits_lib
-from iptnet_jax.datasets import eccv16, summarization, synthetic_vsumm
-from iptnet_jax.sm import anchor_free, inference
+from iptnet_jax.datasets import eccv16, input_pipeline, summarization
+from iptnet_jax.datasets.builders import synthetic_vsumm
+from iptnet_jax.sm import anchor_free, inference, porting
 from iptnet_jax.sm import model as sm_model
 
 
@@ -131,9 +132,9 @@ class _Split(loop.Unit):
     return np.random.default_rng(self.config.seed + self.split.index)
 
   def batches(self, phase, rng):
-    for batch in summarization.iterate_batches(self.examples, self.config.train.batch_size, self.task.buckets,
+    for batch in input_pipeline.iterate_sm_batches(self.examples, self.config.train.batch_size, self.task.buckets,
                                                with_labels=True, rng=rng):
-      yield summarization.device_fields(batch)
+      yield input_pipeline.sm_device_fields(batch)
 
   def num_batches(self, phase) -> int:
     return math.ceil(len(self.examples) / self.config.train.batch_size)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from iptnet_jax.lm import labels
+from iptnet_jax.datasets import moment_labels as labels
 
 
 def _ramp(num_frames, dim=1):
