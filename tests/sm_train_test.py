@@ -132,18 +132,3 @@ def test_command_line_run_fills_the_persistent_compilation_cache(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert "F1 (%)" in result.stdout and (tmp_path / "run" / "results.json").exists()
   assert any(cache.iterdir())
-
-
-def test_compilation_cache_folder_choice(monkeypatch, tmp_path):
-  session_cache = jax.config.jax_compilation_cache_dir
-  try:
-    assert train.enable_compilation_cache("none") is None
-    assert jax.config.jax_compilation_cache_dir == session_cache  # 'none' leaves the setting alone
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "env"))
-    assert train.enable_compilation_cache(None) == str(tmp_path / "env")
-    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
-    monkeypatch.setenv("HOME", str(tmp_path))
-    assert train.enable_compilation_cache(None) == str(tmp_path / ".cache/iptnet_jax/jax_cache")
-    assert jax.config.jax_compilation_cache_dir == str(tmp_path / ".cache/iptnet_jax/jax_cache")
-  finally:
-    jax.config.update("jax_compilation_cache_dir", session_cache)
