@@ -96,6 +96,7 @@ def test_split_checkpoint_path_follows_upstream_layout(tmp_path):
     porting.split_checkpoint_path(tmp_path, split_file, 2)
 
 
+@pytest.mark.slow  # a subprocess
 def test_importing_porting_does_not_import_torch():
   code = "import sys, iptnet_jax.porting; assert 'torch' not in sys.modules"
   subprocess.run([sys.executable, "-c", code], check=True)

@@ -80,6 +80,7 @@ def _run_main(*args, cwd=REPO):
                         timeout=300)
 
 
+@pytest.mark.slow  # a subprocess
 def test_missing_h5_is_one_clear_error_and_leaves_no_workdir(tmp_path):
   split = tmp_path / "split.yml"
   split.write_text("- train_keys: [video_1]\n  test_keys: [video_2]\n")
@@ -92,6 +93,7 @@ def test_missing_h5_is_one_clear_error_and_leaves_no_workdir(tmp_path):
   assert not workdir.exists()
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.parametrize("override, field", [
     ("--config.train.epochs=-1", "train.epochs"),
     ("--config.eval.metric=median", "eval.metric"),
@@ -124,6 +126,7 @@ def test_init_from_an_upstream_checkpoint_evaluates_it_unchanged(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, restored, params)
 
 
+@pytest.mark.slow  # a subprocess
 def test_command_line_run_fills_the_persistent_compilation_cache(tmp_path):
   """`python -m iptnet_jax.main` end to end, with --compilation_cache: a rerun loads the compiled steps."""
   cache = tmp_path / "cache"
