@@ -57,8 +57,8 @@ def test_a_save_larger_than_the_free_space_is_refused_before_writing(tmp_path, m
   try:
     usage = checkpoint.shutil.disk_usage(tmp_path)
     monkeypatch.setattr(checkpoint.shutil, "disk_usage", lambda path: usage._replace(free=100 * 1024))
-    with pytest.raises(fileio.WorkdirWriteError, match=r"split_0: \[Errno 28\] No space left on device \(the checkpoint "
-                       r"needs about 0\.\d MiB, 0\.1 MiB free\)"):
+    with pytest.raises(fileio.WorkdirWriteError, match=r"split_0: \[Errno 28\] No space left on device \(the "
+                       r"checkpoint needs about 0\.\d MiB, 0\.1 MiB free\)"):
       best.save(1, _params(1.0), {"epoch": 1})
     assert best.latest_step() is None
   finally:

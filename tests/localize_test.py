@@ -17,8 +17,8 @@ def test_localize_ranks_distinct_spans_led_by_vslnets_prediction(finished_runs, 
 
   features = features_file(tmp_path / "v.npy", steps=40, seed=3)
   out = tmp_path / "loc"
-  assert localize.main([f"--workdir={finished_runs['iptnet']}", f"--features={features}", "--query=A person opens the zebra",
-                        "--duration=20", f"--out={out}"]) == 0
+  assert localize.main([f"--workdir={finished_runs['iptnet']}", f"--features={features}",
+                        "--query=A person opens the zebra", "--duration=20", f"--out={out}"]) == 0
   result = json.loads((out / "spans.json").read_text())
   assert result["words"] == ["a", "person", "opens", "the", "zebra"] and result["unknown_words"] == ["zebra"]
   spans = result["spans"]
@@ -63,4 +63,5 @@ def test_localize_refuses_runs_without_an_lm_and_changed_vocabularies(finished_r
     config_path.write_text(original)
   for query, message in (("   ", "--query='   ': no words"), ("zebra giraffe", "none of its words (giraffe, zebra)")):
     assert message in error_line(capsys, localize.main, [
-        f"--workdir={finished_runs['iptnet']}", f"--features={features}", f"--query={query}", f"--out={tmp_path / 'o'}"])
+        f"--workdir={finished_runs['iptnet']}", f"--features={features}", f"--query={query}",
+        f"--out={tmp_path / 'o'}"])
