@@ -20,8 +20,9 @@
 * O/export.json lists every file, the upstream constructor arguments and the run it came from.
 
 The key maps and value transforms are `iptnet_jax.sm.porting`'s and `iptnet_jax.lm.porting`'s (the reverse of the
-import used by init_from); tests/usage_test.py loads each file into the upstream-shaped restatements
-(`iptnet_jax.parity.reference`) with strict key checking and compares their outputs with ours. Needs torch (`pip install -e '.[parity]'`).
+import used by init_from); tests/export_test.py loads each file into the upstream-shaped restatements
+(`iptnet_jax.parity.reference`) with strict key checking and compares their outputs with ours. Needs torch
+(`pip install -e '.[parity]'`).
 """
 
 from __future__ import annotations

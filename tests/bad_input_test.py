@@ -294,6 +294,7 @@ def test_bad_charades_input_names_file_and_line(tmp_path, files, message):
 
 # ---------------------------------------------------------------------------------------------------- end to end
 
+@pytest.mark.slow  # a subprocess
 def test_command_line_stops_with_one_line_naming_the_bad_file(tmp_path):
   spec = synthetic_vsumm.SyntheticSpec(num_videos=5, feature_dim=8, min_steps=40, max_steps=48, num_users=3,
                                        num_splits=1)

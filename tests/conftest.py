@@ -27,3 +27,15 @@ def torch():
 
   with parity.full_precision():
     yield torch
+
+
+@pytest.fixture(scope="session")
+def finished_runs(tmp_path_factory):
+  """{'iptnet', 'sm': workdirs as finished runs leave them (tests/workdir_fixtures.py), 'root': their folder}; one
+  per session, shared by the tests of summarize, localize, export and run_models (tests that edit a run's files
+  put them back)."""
+  import workdir_fixtures
+
+  root = tmp_path_factory.mktemp("finished_runs")
+  return {"iptnet": workdir_fixtures.make_workdir(root, "iptnet", splits=(0, 1)),
+          "sm": workdir_fixtures.make_workdir(root, "sm"), "root": root}

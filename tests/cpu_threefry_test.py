@@ -1,14 +1,14 @@
 """iptnet_jax.cpu_threefry: the unrolled threefry lowering on CPU draws the same bits without a while loop, only
-on CPU, only while jax's own CPU rule is the rolled one, behind config.cpu_threefry, and loudly when a hook moved."""
+on CPU, only while jax's own CPU rule is the rolled one, and loudly when a hook moved. That train_and_evaluate
+follows config.cpu_threefry is tests/train_test.py."""
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
-from iptnet_jax import config_defaults, cpu_threefry, train
+from iptnet_jax import cpu_threefry
 
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="the rule is CPU-only")
 
@@ -114,23 +114,3 @@ def test_an_unknown_cpu_rule_is_not_replaced(jax_rule, monkeypatch):
   with pytest.raises(cpu_threefry.CpuThreefryHookError, match="neither jax's rolled rule"):
     cpu_threefry.use_unrolled_threefry_on_cpu(True)
   assert entries[threefry2x32.threefry2x32_p] is other
-
-
-def _train_with(monkeypatch, tmp_path, **fields):
-  """train_and_evaluate on a config with an unknown task (it stops after the threefry switch); the switch's
-  argument."""
-  calls = []
-  monkeypatch.setattr(cpu_threefry, "use_unrolled_threefry_on_cpu", calls.append)
-  with pytest.raises(config_defaults.ConfigError, match="config.task"):
-    train.train_and_evaluate(ml_collections.ConfigDict({"task": "no such task", **fields}), tmp_path)
-  return calls
-
-
-def test_train_and_evaluate_follows_config_cpu_threefry(monkeypatch, tmp_path):
-  """The seam applies the backport before any trainer builds a step, as config.cpu_threefry says."""
-  assert config_defaults.sm_config().cpu_threefry is True
-  assert _train_with(monkeypatch, tmp_path) == [True]  # LM / highlight configs have no field: the default
-  assert _train_with(monkeypatch, tmp_path, cpu_threefry=True) == [True]
-  assert _train_with(monkeypatch, tmp_path, cpu_threefry=False) == [False]
-  with pytest.raises(config_defaults.ConfigError, match=r"^config\.cpu_threefry='no': expected True or False$"):
-    train.train_and_evaluate(ml_collections.ConfigDict({"task": "sm", "cpu_threefry": "no"}), tmp_path)

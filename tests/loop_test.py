@@ -1,12 +1,10 @@
-"""The training loop (iptnet_jax.loop) through the SM demo: exact resume after a crash, SIGKILL or SIGTERM, one run
-per workdir, metric files, divergence and full-disk failures."""
+"""The training loop (iptnet_jax.loop) through the SM demo: exact resume after a crash, SIGKILL or SIGTERM, metric
+files, divergence and full-disk failures. One run per workdir is tests/run_dir_test.py."""
 
 import errno
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,35 +13,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from configs import demo
-from iptnet_jax import checkpoint, loop, run_dir, train
+from iptnet_jax import checkpoint, loop, train
 from iptnet_jax.fileio import WorkdirWriteError
 from iptnet_jax.sm import train as sm_train
-
-REPO = Path(__file__).resolve().parents[1]
-EPOCHS = 4
-
-
-def smoke_config(**train_fields):
-  config = demo.get_config("smoke")
-  config.train.epochs = EPOCHS
-  config.train.checkpoint_every_steps = 1
-  for name, value in train_fields.items():
-    config.train[name] = value
-  return config
-
-
-def comparable_results(workdir: Path) -> dict:
-  results = json.loads((workdir / "results.json").read_text())
-  for split in results["splits"]:
-    assert Path(split.pop("checkpoint_dir")) == workdir.absolute() / "checkpoints" / f"split_{split['index']}"
-  return results
-
-
-def comparable_rows(workdir: Path) -> list[dict]:
-  """metrics.jsonl without what legitimately differs between runs: timings, run id, resume count."""
-  rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
-  return [{k: v for k, v in r.items() if not k.endswith("_seconds") and k not in ("run_id", "resume")} for r in rows]
+from run_files import EPOCHS, comparable_results, comparable_rows, read_scalars, smoke_config, start_main
 
 
 def best_params(workdir: Path, split: int):
@@ -82,7 +55,7 @@ def reference(tmp_path_factory) -> Path:
 def command_reference(tmp_path_factory) -> Path:
   """The same, run by the command line as the killed runs are (the test process's XLA flags may differ)."""
   workdir = tmp_path_factory.mktemp("command_reference") / "run"
-  process = _main(workdir)
+  process = start_main(workdir)
   _, stderr = process.communicate(timeout=300)
   assert process.returncode == 0, stderr
   return workdir
@@ -119,12 +92,6 @@ def test_resume_after_a_crash_at_a_random_step_equals_an_uninterrupted_run(tmp_p
   assert json.loads((tmp_path / "run.json").read_text())["resumes"] == 1
 
 
-def _main(workdir: Path, *args: str, **popen) -> subprocess.Popen:
-  command = [sys.executable, "-m", "iptnet_jax.main", "--config=configs/demo.py:smoke", f"--workdir={workdir}",
-             f"--config.train.epochs={EPOCHS}", "--config.train.checkpoint_every_steps=1", *args]
-  return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
-
-
 def _wait_for_rows(process: subprocess.Popen, workdir: Path, rows: int, timeout: float = 300) -> None:
   deadline = time.monotonic() + timeout
   metrics = workdir / "metrics.jsonl"
@@ -142,7 +109,7 @@ def test_killed_command_resumes_to_the_uninterrupted_results(tmp_path, command_r
   """`kill -9` (nothing saved at the kill) and SIGTERM (saved at the current step, exit 143) during the second
   split; rerunning the same command ends with the uninterrupted run's results, rows and checkpoints."""
   workdir = tmp_path / "run"
-  process = _main(workdir)
+  process = start_main(workdir)
   _wait_for_rows(process, workdir, EPOCHS + 1)  # split 0 done, split 1 under way
   time.sleep(float(np.random.default_rng().uniform(0, 0.05)))
   process.send_signal(getattr(signal, how))
@@ -154,105 +121,11 @@ def test_killed_command_resumes_to_the_uninterrupted_results(tmp_path, command_r
     assert "stopped by SIGTERM at split 1" in stderr and "rerun the same command to resume" in stderr
   assert not (workdir / "results.json").exists()
 
-  process = _main(workdir)
+  process = start_main(workdir)
   stdout, stderr = process.communicate(timeout=300)
   assert process.returncode == 0, stderr
   assert "resuming the run" in stdout
   assert_same_run(workdir, command_reference)
-
-
-def test_rerun_with_another_config_is_refused_naming_the_field(tmp_path):
-  workdir = tmp_path / "run"
-  train.train_and_evaluate(smoke_config(), workdir)
-  with pytest.raises(run_dir.WorkdirError, match=r"config\.train\.epochs=4, this command has config\.train\.epochs=3"):
-    train.train_and_evaluate(smoke_config(epochs=3), workdir)
-  with pytest.raises(run_dir.WorkdirError, match=r"config\.model\.num_hidden"):
-    config = smoke_config()
-    config.model.num_hidden = 16
-    train.train_and_evaluate(config, workdir)
-  # A finished run rerun with its own config reports the same results without training again.
-  before = (workdir / "metrics.jsonl").read_text()
-  assert comparable_results(workdir) == {**train.train_and_evaluate(smoke_config(), workdir),
-                                         "splits": comparable_results(workdir)["splits"]}
-  assert (workdir / "metrics.jsonl").read_text() == before
-
-  # --overwrite clears the workdir and starts again.
-  result = train.train_and_evaluate(smoke_config(epochs=1), workdir, overwrite=True)
-  assert [s["selected_epoch"] for s in result["splits"]] == [1, 1]
-  rows = comparable_rows(workdir)
-  assert [(r["split"], r["epoch"]) for r in rows] == [(0, 1), (1, 1)]
-  assert json.loads((workdir / "config.json").read_text())["train"]["epochs"] == 1
-
-
-def test_command_line_refuses_a_changed_config_in_one_line(tmp_path):
-  workdir = tmp_path / "run"
-  train.train_and_evaluate(smoke_config(), workdir)
-  process = _main(workdir, "--config.train.epochs=2")
-  _, stderr = process.communicate(timeout=120)
-  assert process.returncode == 1
-  assert stderr.strip().splitlines() == [
-      f"error: workdir {workdir} belongs to a run with config.train.epochs=4, this command has "
-      "config.train.epochs=2; rerun with the same config to resume it, use another --workdir, or --overwrite to "
-      "clear it and start again"]
-
-
-def test_a_folder_of_other_files_or_a_file_is_not_taken_as_a_workdir(tmp_path):
-  (tmp_path / "notes.txt").write_text("mine")
-  with pytest.raises(run_dir.WorkdirError, match="holds files but no config.json"):
-    train.train_and_evaluate(smoke_config(), tmp_path)
-  with pytest.raises(run_dir.WorkdirError, match="not a run of this project; not clearing it"):
-    train.train_and_evaluate(smoke_config(), tmp_path, overwrite=True)
-  assert (tmp_path / "notes.txt").read_text() == "mine"
-  with pytest.raises(run_dir.WorkdirError, match="notes.txt: is a file"):
-    train.train_and_evaluate(smoke_config(), tmp_path / "notes.txt")
-  with pytest.raises(run_dir.WorkdirError, match="is under .*notes.txt, which is a file"):
-    train.train_and_evaluate(smoke_config(), tmp_path / "notes.txt" / "run")
-
-
-def test_failed_setup_leaves_no_workdir_behind(tmp_path):
-  config = smoke_config()
-  config.data.splits = "0,7"  # the split file has 2
-  with pytest.raises(Exception, match=r"config\.data\.splits"):
-    train.train_and_evaluate(config, tmp_path / "run")
-  assert not (tmp_path / "run").exists()
-
-
-def test_a_second_process_on_a_running_workdir_is_refused_and_leaves_it_alone(tmp_path):
-  workdir = tmp_path / "run"
-  config = smoke_config()
-  with run_dir.claimed(workdir, config) as info:  # this process "runs" here until released
-    run_dir.record(info, config)
-    with pytest.raises(run_dir.WorkdirBusyError, match="another process is running this run"):
-      with run_dir.claimed(workdir, config, overwrite=True):
-        pass
-    process = _main(workdir)
-    _, stderr = process.communicate(timeout=300)
-    assert process.returncode == 1
-    assert stderr.strip().splitlines() == [
-        f"error: workdir {workdir}: another process is running this run; wait for it to end (or stop it: it saves "
-        "its state and a rerun resumes)"]
-    assert (workdir / "config.json").exists()  # neither refusal cleared or removed the running run's folder
-  run_dir.release(info)
-  result = train.train_and_evaluate(config, workdir)  # released: the run goes on (and releases at its end)
-  assert len(result["splits"]) == 2
-  assert train.train_and_evaluate(config, workdir) == result
-
-
-def read_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
-  """Scalars of TensorBoard event files: TFRecord framing (length, crc, Event proto, crc), read here directly."""
-  from tensorboardX.proto import event_pb2
-
-  scalars = {}
-  for path in sorted(logdir.glob("events.out.tfevents.*")):
-    data = path.read_bytes()
-    offset = 0
-    while offset < len(data):
-      length = int.from_bytes(data[offset:offset + 8], "little")
-      event = event_pb2.Event.FromString(data[offset + 12:offset + 12 + length])
-      offset += 12 + length + 4
-      for value in event.summary.value:
-        scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
-  return scalars
 
 
 def test_tensorboard_event_files_and_rows_per_split(reference):
@@ -332,41 +205,10 @@ def tiny_disk(tmp_path):
 @pytest.mark.slow
 def test_a_full_disk_stops_the_command_with_one_line_and_no_temporaries(tiny_disk):
   workdir = tiny_disk / "run"
-  process = _main(workdir, "--config.train.epochs=30")
+  process = start_main(workdir, "--config.train.epochs=30")
   _, stderr = process.communicate(timeout=300)
   lines = stderr.strip().splitlines()
   assert process.returncode == 1, stderr
   assert lines[-1].startswith(f"error: cannot write {workdir}") and "No space left on device" in lines[-1], stderr
   assert "Traceback" not in stderr
   assert _no_temporaries(tiny_disk) == []
-
-
-class _Stream:
-  def __init__(self, tty: bool):
-    self.tty, self.text = tty, ""
-
-  def isatty(self):
-    return self.tty
-
-  def write(self, text):
-    self.text += text
-
-  def flush(self):
-    pass
-
-
-@pytest.mark.parametrize("tty", [False, True])
-def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(tty):
-  from iptnet_jax import run_log
-
-  stream = _Stream(tty)
-  progress = run_log.Progress("split 0", 3, stream)
-  progress.start_phase(1, 4)
-  for _ in range(4):
-    progress.step()
-  progress.line(1, {"loss": 1.5}, 2.0)
-  assert stream.text.endswith("split 0 epoch 1/3 loss 1.5000 (2s)\n")
-  if tty:  # tqdm's bar (count of the epoch's steps, rate, ETA), then the line in its place
-    assert "/4 [" in stream.text and "step/s" in stream.text
-  else:
-    assert stream.text == "split 0 epoch 1/3 loss 1.5000 (2s)\n"

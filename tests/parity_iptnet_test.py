@@ -57,6 +57,7 @@ def test_ema_comparison_sees_the_swapped_convention(torch, monkeypatch):
   assert not any(r.passed for r in parity.ema_update_rows())
 
 
+@pytest.mark.slow  # compiles the iPTNet joint step
 def test_lm_phase_of_the_joint_step_tracks_torch_adam_clip_and_ema(torch):
   # Adam (lr 5e-4, no decay) on the LM, its gradient clipped to norm 1 in the step, the EMA teacher (keep 0.3),
   # SM untouched (no loss in an LM phase): 5 steps against the released code's LM phase in torch.

@@ -79,6 +79,7 @@ def _run_main(*args, cwd=REPO):
                         timeout=300)
 
 
+@pytest.mark.slow  # a subprocess
 def test_missing_h5_is_one_clear_error_and_leaves_no_workdir(tmp_path):
   split = tmp_path / "split.yml"
   split.write_text("- train_keys: [video_1]\n  test_keys: [video_2]\n")
@@ -91,6 +92,7 @@ def test_missing_h5_is_one_clear_error_and_leaves_no_workdir(tmp_path):
   assert not workdir.exists()
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.parametrize("override, field", [
     ("--config.train.epochs=-1", "train.epochs"),
     ("--config.eval.metric=median", "eval.metric"),
@@ -123,6 +125,7 @@ def test_init_from_an_upstream_checkpoint_evaluates_it_unchanged(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, restored, params)
 
 
+@pytest.mark.slow  # a subprocess
 def test_command_line_run_fills_the_persistent_compilation_cache(tmp_path):
   """`python -m iptnet_jax.main` end to end, with --compilation_cache: a rerun loads the compiled steps."""
   cache = tmp_path / "cache"
@@ -131,18 +134,3 @@ def test_command_line_run_fills_the_persistent_compilation_cache(tmp_path):
   assert result.returncode == 0, result.stderr[-2000:]
   assert "F1 (%)" in result.stdout and (tmp_path / "run" / "results.json").exists()
   assert any(cache.iterdir())
-
-
-def test_compilation_cache_folder_choice(monkeypatch, tmp_path):
-  session_cache = jax.config.jax_compilation_cache_dir
-  try:
-    assert train.enable_compilation_cache("none") is None
-    assert jax.config.jax_compilation_cache_dir == session_cache  # 'none' leaves the setting alone
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "env"))
-    assert train.enable_compilation_cache(None) == str(tmp_path / "env")
-    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
-    monkeypatch.setenv("HOME", str(tmp_path))
-    assert train.enable_compilation_cache(None) == str(tmp_path / ".cache/iptnet_jax/jax_cache")
-    assert jax.config.jax_compilation_cache_dir == str(tmp_path / ".cache/iptnet_jax/jax_cache")
-  finally:
-    jax.config.update("jax_compilation_cache_dir", session_cache)
