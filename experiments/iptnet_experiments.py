@@ -134,8 +134,9 @@ FLOORS = (("random_score", "F1", 100), ("random_tau", "tau", 1), ("random_rho", 
 
 
 def per_run(result: dict, key: str, seed: int) -> dict[tuple[int, int], float]:
-  """{(split, seed): value}; a value the run has not got (val_score without a validation subset) is NaN."""
-  return {(s["index"], seed): float("nan") if s.get(key) is None else float(s[key]) for s in result["splits"]}
+  """{(split, seed): value}; a value the run recorded as None (val_score without a validation subset) is NaN, a
+  missing key stays a KeyError."""
+  return {(s["index"], seed): float("nan") if s[key] is None else float(s[key]) for s in result["splits"]}
 
 
 def mean_std(values) -> str:
