@@ -44,10 +44,9 @@ def test_ablation_variants(variant, name, flags):
 
 @pytest.mark.slow
 def test_smoke_run_follows_the_schedule_and_reports_both_tasks(tmp_path):
-  config = load_config("iptnet_demo", "smoke")
-  result = train.train_and_evaluate(config, tmp_path)
+  pinned.run_smoke_on_one_cpu("iptnet_demo", tmp_path)  # the command line, on one CPU: pinned.py says why
+  result, records = pinned.read_run(tmp_path)
   assert result["method"] == "iPTNet" and result["lm_synthetic"] and len(result["splits"]) == 2
-  records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   split0 = [r["source"] for r in records if r["split"] == 0]
   assert split0 == ["lm_only", "sm_only", "lm_data", "sm_data", "lm_data", "sm_data"]
   for record in records:
