@@ -51,6 +51,7 @@ def without_timings(value):
   return value
 
 
+@pytest.mark.slow  # an end-to-end run per config
 @pytest.mark.parametrize("name,variant,regime", [
     ("tvsum_i3d_highlight", "smoke", "supervised"),
     ("highlight_tvsum", "smoke_weak", "weak"),
@@ -121,6 +122,7 @@ def uninterrupted(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow  # two end-to-end runs and their reruns (the loop's own resume test is in the fast tier)
 @pytest.mark.parametrize("every,crash_at", [(1, 7), (0, 9)])
 def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path, monkeypatch, uninterrupted, every, crash_at):
   """Killed in the middle of a unit (after 7 / 9 of the 16 steps of 2 domains x 2 seeds x 2 epochs x 2 steps),
@@ -216,6 +218,7 @@ def test_training_reduces_the_loss_on_generated_data(tmp_path, regime):
   assert len(history) == 30 and last < 0.8 * first, (first, last)
 
 
+@pytest.mark.slow  # an end-to-end run
 def test_supervised_model_beats_the_random_floor_on_generated_data(tmp_path):
   config = load("highlight_tvsum", "smoke")
   config.data.synthetic.num_domains = 2
