@@ -199,6 +199,7 @@ def test_cross_validation_never_reads_the_val_video(tmp_path, monkeypatch):
     train.train_and_evaluate_highlight(config, tmp_path / "val")
 
 
+@pytest.mark.slow  # a training run per regime
 @pytest.mark.parametrize("regime", ["supervised", "weak"])
 def test_training_reduces_the_loss_on_generated_data(tmp_path, regime):
   config = load("highlight_tvsum", "smoke")

@@ -65,8 +65,8 @@ class _Crash(BaseException):
   """Stands for the process dying: nothing after it runs, and no except clause of the loop catches it."""
 
 
-# Seed 0 in the fast tier; the other crash points are end-to-end reruns for the full suite.
-@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
+@pytest.mark.slow  # end-to-end runs and their reruns
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_resume_after_a_crash_at_a_random_step_equals_an_uninterrupted_run(tmp_path, reference, monkeypatch, seed):
   total_steps = 2 * EPOCHS * 2  # 2 splits x EPOCHS epochs x 2 batches
   crash_at = int(np.random.default_rng(seed).integers(1, total_steps))

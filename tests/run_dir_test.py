@@ -10,6 +10,7 @@ from iptnet_jax import run_dir, train
 from run_files import comparable_results, comparable_rows, smoke_config, start_main
 
 
+@pytest.mark.slow  # four smoke runs in one workdir
 def test_rerun_with_another_config_is_refused_naming_the_field(tmp_path):
   workdir = tmp_path / "run"
   train.train_and_evaluate(smoke_config(), workdir)
