@@ -109,7 +109,8 @@ def iptnet_config(lm_config: ml_collections.ConfigDict) -> ml_collections.Config
   config.iptnet.sm_teacher_dropout = False  # and the SM teacher in eval mode
   config.iptnet.lm_warmup_epochs = 2  # LM-only epochs first, as the released code
   config.iptnet.sm_warmup_epochs = 10  # SM-only epochs before the collaborative rounds
-  config.iptnet.lm_steps_per_phase = 0  # LM batches per LM phase; 0 = a whole pass (released: 6000 samples)
+  # LM batches per LM phase; 0 = a whole pass (released: 6000 samples); more than a pass: reshuffled passes follow
+  config.iptnet.lm_steps_per_phase = 0
   config.iptnet.num_devices = 0  # devices of the data-parallel mesh; 0 = all
   config.iptnet.distributed = False  # True: jax.distributed.initialize() for a multi-host run (BUILD.md)
   # Left empty / -1, jax.distributed.initialize detects them (TPU pods, SLURM, Open MPI, Kubernetes).

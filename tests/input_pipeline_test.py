@@ -71,3 +71,28 @@ def test_joint_batches_read_the_lm_datas_train_split_up_to_the_limit():
   assert lm[0]["sm"]["features"].shape == (2, 4, dim)  # the stand-in as long as the smallest SM bucket
   assert len(list(input_pipeline.joint_batches(input_pipeline.LM_ONLY, config, np.random.default_rng(0),
                                                feature_dim=dim, shapes=shapes, lm_data=LMData()))) == 5
+
+
+def test_joint_batches_past_one_pass_read_further_reshuffled_passes():
+  config, dim, asked = _joint_config(), 3, []
+
+  class LMData:
+    def batches(self, split, batch_size, rng, **options):
+      asked.append(int(rng.integers(1000)))  # each pass draws its own order from the phase's rng
+      return (dict(input_pipeline.lm_standin(batch_size, dim, 16), duration=np.ones(batch_size)) for _ in range(5))
+
+  shapes = input_pipeline.standin_shapes(config)
+  lm = list(input_pipeline.joint_batches(input_pipeline.LM_DATA, config, np.random.default_rng(0), feature_dim=dim,
+                                         shapes=shapes, lm_data=LMData(), lm_limit=12))
+  assert len(lm) == 12 and len(asked) == 3 and len(set(asked)) == 3  # 5 + 5 + 2 batches
+  asked.clear()
+  assert len(list(input_pipeline.joint_batches(input_pipeline.LM_DATA, config, np.random.default_rng(0),
+                                               feature_dim=dim, shapes=shapes, lm_data=LMData(), lm_limit=5))) == 5
+  assert len(asked) == 1  # exactly one pass: no second one is started
+
+  class Empty:
+    def batches(self, split, batch_size, **options):
+      return iter(())
+
+  assert list(input_pipeline.joint_batches(input_pipeline.LM_DATA, config, np.random.default_rng(0), feature_dim=dim,
+                                           shapes=shapes, lm_data=Empty(), lm_limit=4)) == []

@@ -323,6 +323,13 @@ def _shared_data_dir() -> Path:
 
 
 SHARED = _shared_data_dir()
+
+
+def test_default_shared_dir_is_next_to_the_repository(monkeypatch):
+  monkeypatch.delenv("IPTNET_SHARED_DATA", raising=False)
+  assert tvsum_i3d.default_shared_dir() == Path(__file__).resolve().parents[1].parent / "shared" / "data"
+  monkeypatch.setenv("IPTNET_SHARED_DATA", "/somewhere/data")
+  assert tvsum_i3d.default_shared_dir() == Path("/somewhere/data")
 needs_shared = pytest.mark.skipif(not (SHARED / tvsum_i3d.MAT_RELPATH).is_file(),
                                   reason=f"shared TVSum data not found at {SHARED} (set IPTNET_SHARED_DATA)")
 

@@ -319,13 +319,21 @@ def joint_batches(source: int, config, rng: np.random.Generator, *, feature_dim:
   """One pass of the iPTNet joint step over `source`'s data, as joint host batches: the SM training examples
   (config.train.batch_size, config.data.buckets) or the LM data's train split (`lm_data.batches`, as CharadesSTA
   and YouTube Highlights batch it; config.lm.train.batch_size and config.lm.data's buckets), shuffled by `rng`;
-  an LM pass stops after `lm_limit` batches when given."""
+  with `lm_limit`, exactly `lm_limit` LM batches: a pass stops there, or further passes (each reshuffled by `rng`)
+  follow until the limit is reached."""
   if source in SM_SOURCES:
     for batch in iterate_sm_batches(sm_examples, config.train.batch_size, tuple(config.data.buckets),
                                     with_labels=True, rng=rng):
       yield joint_batch(source, sm=batch, feature_dim=feature_dim, shapes=shapes)
     return
-  lm_batches = lm_data.batches("train", config.lm.train.batch_size, shuffle=True, rng=rng,
-                               **lm_batch_options(config.lm))
-  for batch in itertools.islice(lm_batches, lm_limit):
-    yield joint_batch(source, lm=batch, feature_dim=feature_dim, shapes=shapes)
+  remaining = lm_limit
+  while True:
+    lm_batches = lm_data.batches("train", config.lm.train.batch_size, shuffle=True, rng=rng,
+                                 **lm_batch_options(config.lm))
+    produced = 0
+    for batch in itertools.islice(lm_batches, remaining):  # islice pulls no batch past the limit
+      yield joint_batch(source, lm=batch, feature_dim=feature_dim, shapes=shapes)
+      produced += 1
+    if remaining is None or produced in (0, remaining):
+      return
+    remaining -= produced

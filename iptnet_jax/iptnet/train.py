@@ -2,7 +2,8 @@
 
 Schedule (`schedule`): optional LM warm-up epochs (the released code runs 2), SM-only warm-up epochs, then
 collaborative rounds until the SM epoch budget (config.train.epochs) is spent; a round reads only LM data
-(config.lm.data.source: Charades-STA or YouTube Highlights, at most iptnet.lm_steps_per_phase batches) and then only SM data (one epoch). Non-mixing:
+(config.lm.data.source: Charades-STA or YouTube Highlights, iptnet.lm_steps_per_phase batches, a pass or
+several, or one pass when 0) and then only SM data (one epoch). Non-mixing:
 every batch comes from one source. After every SM epoch the SM student and the SM teacher are scored and
 the better of the two, if it beats the best so far, is kept (the released code saves whichever of the
 two improves). Model selection: the split's val_keys when present, else DSNet's convention (the best epoch
@@ -208,7 +209,7 @@ class _Split(loop.Unit):
     if phase.source in ("sm_only", "sm_data"):
       return math.ceil(len(self.examples) / self.config.train.batch_size)
     full = math.ceil(len(self.loaded.lm_data.train) / self.config.lm.train.batch_size)
-    return min(full, self.config.iptnet.lm_steps_per_phase or full)
+    return self.config.iptnet.lm_steps_per_phase or full  # more than a pass: further reshuffled passes
 
   def train_step(self, state, batch):
     return self.loaded.joint_step(state, self.constants, step_lib.shard_batch(batch, self.loaded.mesh))

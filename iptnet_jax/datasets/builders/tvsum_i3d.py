@@ -257,7 +257,8 @@ def build_from_arrays(videos: Sequence[TvsumVideo], *, features: str = "rgb", sh
 def default_shared_dir() -> Path:
   """$IPTNET_SHARED_DATA, else ../shared/data next to the repository root."""
   env = os.environ.get("IPTNET_SHARED_DATA")
-  return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
+  repo = Path(__file__).resolve().parents[3]  # iptnet_jax/datasets/builders/tvsum_i3d.py -> the repository root
+  return Path(env) if env else repo.parent / "shared" / "data"
 
 
 def _require_file(path: Path) -> Path:
