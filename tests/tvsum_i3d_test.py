@@ -330,6 +330,8 @@ def test_default_shared_dir_is_next_to_the_repository(monkeypatch):
   assert tvsum_i3d.default_shared_dir() == Path(__file__).resolve().parents[1].parent / "shared" / "data"
   monkeypatch.setenv("IPTNET_SHARED_DATA", "/somewhere/data")
   assert tvsum_i3d.default_shared_dir() == Path("/somewhere/data")
+
+
 needs_shared = pytest.mark.skipif(not (SHARED / tvsum_i3d.MAT_RELPATH).is_file(),
                                   reason=f"shared TVSum data not found at {SHARED} (set IPTNET_SHARED_DATA)")
 
