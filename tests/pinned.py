@@ -330,11 +330,11 @@ _ON_ONE_CPU = ("import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinit
                "os.execvp(sys.argv[1], sys.argv[1:])")
 
 
-def one_cpu_environment(cache: str | Path | None = None) -> dict[str, str]:
+def one_cpu_environment() -> dict[str, str]:
   """The environment of a pinned run: CPU, the test suite's XLA settings, no XLA_FLAGS, and a compilation cache of
   its own (so that no executable compiled by a process with more CPUs is reused, whatever the cache key holds)."""
   env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "XLA_FLAGS")}
-  cache = cache or os.path.join(os.environ.get("JAX_COMPILATION_CACHE_DIR") or tempfile.gettempdir(), "one_cpu")
+  cache = os.path.join(os.environ.get("JAX_COMPILATION_CACHE_DIR") or tempfile.gettempdir(), "one_cpu")
   return env | {"JAX_PLATFORMS": "cpu", "JAX_DISABLE_MOST_OPTIMIZATIONS": "1", "JAX_COMPILATION_CACHE_DIR": str(cache)}
 
 
